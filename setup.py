@@ -1,0 +1,40 @@
+"""rlx: JAX-native RL post-training of language models (see README.md)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="rlx",
+    version="0.1.0",
+    description="JAX-native reinforcement-learning post-training of language models: "
+                "exact, tested, composable policy-optimization functions on one sharded engine",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["rlx", "rlx.*"]),
+    install_requires=[
+        "jax>=0.6",
+        "flax>=0.10",
+        "optax>=0.2",
+        "orbax-checkpoint>=0.11",
+        "chex>=0.1.88",
+        "ml-collections>=1.0",
+        "tensorflow-datasets>=4.9",
+        "grain>=0.2",
+        "transformers>=4.45",
+        "safetensors>=0.4",
+        "tokenizers>=0.20",
+        "numpy>=1.26",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
+        "tensorboardX>=2.6",
+    ],
+    extras_require={
+        # What the test suite needs. torch is pinned: it is used only to cross-check
+        # rlx against `transformers` (on rlx machines 2.13.0 is a CPU build on local
+        # disk; an unpinned torch would pull a multi-GB CUDA build).
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "ruff>=0.6",
+                 "torch==2.13.0"],
+        # Peers the benchmarks compare against (run by hand, never in CI).
+        "bench": ["torch==2.13.0", "trl>=0.20"],
+    },
+)
