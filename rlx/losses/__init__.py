@@ -1,0 +1,36 @@
+"""Policy losses, KL estimators, entropy regularizers and loss aggregation.
+
+Every function is pure, `jax.jit`-compatible and model-free: it takes log-probs,
+advantages and masks (plus group structure where needed) and returns
+`(loss, metrics)`. Policy losses are chosen by name:
+
+    loss_fn = rlx.losses.get("ppo_clip")
+    loss, metrics = loss_fn(logp, old_logp, adv, mask, eps_high=0.28)
+
+The registry (`POLICY_LOSSES`, a `rlx.registry.Registry("policy loss")`) holds ppo_clip,
+gspo, cispo, reg_grpo (policy.py) and disco, drpo, trpa (contrastive.py). Aggregation
+modes and their exactness under sharding / gradient accumulation: aggregate.py.
+"""
+
+from rlx.losses.aggregate import AGG_MODES, aggregate, aggregate_parts
+from rlx.losses.contrastive import disco, drpo, trpa
+from rlx.losses.kl import KL_KINDS, kl, kl_in_reward, kl_loss
+from rlx.losses.policy import POLICY_LOSSES, cispo, gspo, ppo_clip, reg_grpo
+from rlx.losses.regularizers import entropy_bonus, spo_probability_mask, targeted_entropy
+
+
+def get(name: str):
+    """The policy loss registered under `name` (KeyError listing the known names)."""
+    return POLICY_LOSSES.get(name)
+
+
+def names() -> list[str]:
+    """Sorted names of the registered policy losses."""
+    return POLICY_LOSSES.names()
+
+
+__all__ = [
+    "AGG_MODES", "KL_KINDS", "POLICY_LOSSES", "aggregate", "aggregate_parts", "cispo", "disco",
+    "drpo", "entropy_bonus", "get", "gspo", "kl", "kl_in_reward", "kl_loss", "names", "ppo_clip",
+    "reg_grpo", "spo_probability_mask", "targeted_entropy", "trpa",
+]
