@@ -20,11 +20,11 @@ samples, which get advantage 0), `invalid_samples` (masked or NaN/Inf, advantage
 | gae, egae, reinforce_pp, reinforce_pp_baseline | gae | PPO, T-PPO, REINFORCE++ |
 | gigpo | step | GiGPO |
 | brpo, s_grpo | budget | AnytimeReasoner, S-GRPO |
-| single_stream, history_length | trackers | SPO, HAPO (stateful) |
+| single_stream, history_length | trackers | Single-stream PO, HAPO (stateful) |
+| spo_chain, spo_tree | segment, tree | SPO (segment / tree Monte-Carlo credit assignment) |
 
 Not implemented: the "heterogeneous" HAPO (entropy-adaptive sampling, token-level
-redistribution and clipping spans the sampler and the loss, not one estimator), and
-SPO's spo_chain / spo_tree (segment and tree Monte-Carlo values; separate modules).
+redistribution and clipping spans the sampler and the loss, not one estimator).
 """
 
 from rlx.advantages import beta, budget, group, reweight, step, trackers
@@ -65,4 +65,27 @@ __all__ = [
     "register", "reinforce_pp", "reinforce_pp_baseline", "reweight", "rloo", "s_grpo",
     "sampling_weights", "seed_grpo", "semantic_entropy", "single_stream", "single_stream_init",
     "single_stream_update", "step", "to_tokens", "trackers", "unlikeliness",
+]
+
+# SPO-chain / SPO-tree (segment.py, tree.py): importing them registers "spo_chain" and "spo_tree".
+from rlx.advantages import segment, tree  # noqa: E402
+from rlx.advantages.segment import (  # noqa: E402
+    Cutpoints,
+    probability_masked_advantages,
+    spo_chain,
+    spo_cutpoints,
+)
+from rlx.advantages.tree import (  # noqa: E402
+    TreeAdvantages,
+    edge_token_advantages,
+    spo_tree,
+    tree_layout,
+    tree_node_mask,
+    tree_values,
+)
+
+__all__ += [
+    "Cutpoints", "TreeAdvantages", "edge_token_advantages", "probability_masked_advantages",
+    "segment", "spo_chain", "spo_cutpoints", "spo_tree", "tree", "tree_layout", "tree_node_mask",
+    "tree_values",
 ]

@@ -1,0 +1,148 @@
+"""Logical-axis rules: how named array dimensions map onto the mesh.
+
+Params, activations and the KV cache carry logical axis names (see `rlx.models`):
+  params       "vocab", "embed", "q_heads", "kv_heads", "head_dim", "mlp", "norm", "layers"
+  activations  "batch", "length", "act_embed", "act_heads", "act_kv_heads", "act_mlp",
+               "act_vocab"
+  KV cache     "cache_batch", "cache_length", "cache_kv_heads", "cache_head_dim"
+A rules table maps each name to a mesh axis, a tuple of mesh axes, or None (replicated).
+Presets (`RULES[name]`):
+  "fsdp"     pure FSDP (default): every weight matrix sharded along its `embed`
+             dimension over `fsdp`; batch over (data, fsdp); nothing over `tensor`.
+  "fsdp_tp"  FSDP x tensor parallelism (Megatron-style): additionally heads, MLP and
+             vocabulary over `tensor`.
+A dimension that a mesh axis does not divide stays replicated on that axis (e.g. 2 KV
+heads on tensor=4): `logical_to_spec` drops the axis rather than fail — sharding
+never changes results, only placement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+_BATCH = ("data", "fsdp")
+
+_FSDP = (
+    ("batch", _BATCH), ("cache_batch", _BATCH),
+    ("embed", "fsdp"),
+    ("vocab", None), ("q_heads", None), ("kv_heads", None), ("head_dim", None),
+    ("mlp", None), ("norm", None), ("layers", None),
+    ("length", None), ("act_embed", None), ("act_heads", None), ("act_kv_heads", None),
+    ("act_mlp", None), ("act_vocab", None),
+    ("cache_length", None), ("cache_kv_heads", None), ("cache_head_dim", None),
+)
+
+_FSDP_TP = (
+    ("batch", _BATCH), ("cache_batch", _BATCH),
+    ("embed", "fsdp"),
+    ("vocab", "tensor"), ("q_heads", "tensor"), ("kv_heads", "tensor"), ("head_dim", None),
+    ("mlp", "tensor"), ("norm", None), ("layers", None),
+    ("length", None), ("act_embed", None), ("act_heads", "tensor"),
+    ("act_kv_heads", "tensor"), ("act_mlp", "tensor"), ("act_vocab", "tensor"),
+    ("cache_length", None), ("cache_kv_heads", "tensor"), ("cache_head_dim", None),
+)
+
+RULES: dict[str, tuple[tuple[str, Any], ...]] = {"fsdp": _FSDP, "fsdp_tp": _FSDP_TP}
+
+
+def get_rules(name: str) -> tuple[tuple[str, Any], ...]:
+    try:
+        return RULES[name]
+    except KeyError:
+        raise ValueError(f"unknown sharding rules preset {name!r}; known: {sorted(RULES)}") from None
+
+
+def _axes(entry) -> tuple[str, ...]:
+    if entry is None:
+        return ()
+    return (entry,) if isinstance(entry, str) else tuple(entry)
+
+
+def logical_to_spec(names: Sequence[str | None], shape: Sequence[int] | None, mesh: Mesh,
+                    rules) -> P:
+    """PartitionSpec for an array whose dimensions carry logical `names`.
+
+    Unknown names raise (a typo would silently replicate a weight). With `shape`
+    given, mesh axes that do not divide a dimension are dropped for that dimension; a
+    mesh axis is used at most once per array (first dimension wins).
+    """
+    table = dict(rules)
+    used: set[str] = set()
+    out = []
+    for i, name in enumerate(names):
+        if name is None:
+            out.append(None)
+            continue
+        if name not in table:
+            raise KeyError(f"logical axis {name!r} has no rule; known: {sorted(table)}")
+        kept = []
+        size = 1
+        for ax in _axes(table[name]):
+            if ax in used or ax not in mesh.shape:
+                continue
+            n = mesh.shape[ax]
+            if shape is not None and shape[i] % (size * n):
+                continue
+            kept.append(ax)
+            size *= n
+        used.update(kept)
+        out.append(None if not kept else kept[0] if len(kept) == 1 else tuple(kept))
+    return P(*out)
+
+
+def tree_shardings(tree, axes_tree, mesh: Mesh, rules):
+    """NamedShardings for every leaf of `tree`, from a matching tree of logical names."""
+    def one(x, names):
+        return NamedSharding(mesh, logical_to_spec(names, x.shape, mesh, rules))
+    return jax.tree.map(one, tree, axes_tree, is_leaf=lambda n: isinstance(n, tuple))
+
+
+def batch_sharding(mesh: Mesh, ndim: int, batch_size: int | None = None) -> NamedSharding:
+    """Shards dim 0 over (data, fsdp) — the layout of every `[B, ...]` batch array."""
+    spec = logical_to_spec(("batch",) + (None,) * (ndim - 1),
+                           None if batch_size is None else (batch_size,) + (1,) * (ndim - 1),
+                           mesh, _FSDP)
+    return NamedSharding(mesh, spec)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+# ---------------------------------------------------------------- activation constraints
+# The model annotates activations and the KV cache with logical names through
+# `constrain(x, names)`. Inside `use_rules(mesh, rules)` that becomes a sharding
+# constraint; outside, it is a no-op — so the model runs unchanged on one device.
+_ACTIVE: list[tuple[Mesh, tuple]] = []
+
+
+class use_rules:
+    """Context manager: activate a mesh + rules table for `constrain` (and the mesh)."""
+
+    def __init__(self, mesh: Mesh, rules):
+        self.mesh, self.rules = mesh, tuple(rules)
+
+    def __enter__(self):
+        _ACTIVE.append((self.mesh, self.rules))
+        self.mesh.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.mesh.__exit__(*exc)
+        _ACTIVE.pop()
+        return False
+
+
+def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
+    """`with_sharding_constraint` by logical names under `use_rules`; identity otherwise."""
+    if not _ACTIVE:
+        return x
+    mesh, rules = _ACTIVE[-1]
+    if len(names) != x.ndim:
+        raise ValueError(f"constrain: {len(names)} names {tuple(names)} for an array of rank {x.ndim}")
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, logical_to_spec(names, x.shape, mesh, rules)))

@@ -1,0 +1,91 @@
+"""rlx.models against `transformers` (the independent reference): logits of random tiny
+Qwen2, Qwen3 and Llama (llama3 rope scaling) models built locally, HF -> rlx -> HF."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")  # pinned in the `test` extra; always installed in CI
+transformers = pytest.importorskip("transformers")
+
+from rlx import models  # noqa: E402
+
+COMMON = dict(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, max_position_embeddings=128)
+
+
+def _hf_model(kind):
+    torch.manual_seed(0)
+    if kind == "qwen2":
+        cfg = transformers.Qwen2Config(**COMMON, tie_word_embeddings=False)
+        m = transformers.Qwen2ForCausalLM(cfg)
+    elif kind == "qwen3":
+        cfg = transformers.Qwen3Config(**COMMON, head_dim=16, tie_word_embeddings=True)
+        m = transformers.Qwen3ForCausalLM(cfg)
+    else:
+        cfg = transformers.LlamaConfig(**COMMON, rope_scaling={
+            "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 16}, rope_theta=500000.0)
+        m = transformers.LlamaForCausalLM(cfg)
+    with torch.no_grad():  # random biases / norms so that every parameter matters
+        for name, p in m.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return m.eval().float()
+
+
+def _hf_logits(m, tokens, mask=None):
+    with torch.no_grad():
+        kw = {} if mask is None else {"attention_mask": torch.tensor(mask.astype(np.int64))}
+        return m(torch.tensor(tokens, dtype=torch.long), **kw).logits.numpy()
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "qwen3", "llama"])
+def test_from_hf_forward_matches_transformers(tmp_path, kind):
+    m = _hf_model(kind)
+    shard = "2KB" if kind == "qwen2" else "10GB"   # qwen2: a sharded checkpoint with an index
+    m.save_pretrained(tmp_path, safe_serialization=True, max_shard_size=shard)
+    if kind == "qwen2":
+        assert (tmp_path / "model.safetensors.index.json").exists()
+    params, cfg = models.from_hf(str(tmp_path))
+    assert cfg.family == kind and cfg.qk_norm == (kind == "qwen3") and cfg.qkv_bias == (kind == "qwen2")
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 97, size=(2, 24))          # 24 > original context 16: llama3 scaling matters
+    ours = np.asarray(models.forward(params, cfg, jnp.asarray(tokens)))
+    np.testing.assert_allclose(ours, _hf_logits(m, tokens), atol=1e-4, rtol=0)
+    # Left padding: real tokens flush right; HF derives positions from the mask the same way.
+    mask = np.ones((2, 24), bool)
+    mask[0, :5] = False
+    ours = np.asarray(models.forward(params, cfg, jnp.asarray(tokens), attention_mask_BL=jnp.asarray(mask)))
+    theirs = _hf_logits(m, tokens, mask)
+    np.testing.assert_allclose(ours[mask], theirs[mask], atol=1e-4, rtol=0)
+
+    # rlx -> HF: transformers loads what to_hf writes and computes the same logits.
+    out = tmp_path / "export"
+    models.to_hf(params, cfg, str(out))
+    with open(out / "config.json") as f:
+        assert json.load(f)["architectures"][0].lower().startswith(kind)
+    m2 = transformers.AutoModelForCausalLM.from_pretrained(out).eval().float()
+    np.testing.assert_allclose(_hf_logits(m2, tokens), _hf_logits(m, tokens), atol=1e-5, rtol=0)
+
+
+def test_to_hf_then_from_hf_roundtrip_and_sharding(tmp_path):
+    cfg = models.tiny(50, hidden_size=32, num_layers=2, family="llama", tie_embeddings=False)
+    import jax
+    params = models.init_params(cfg, jax.random.key(0))
+    models.to_hf(params, cfg, str(tmp_path), max_shard_bytes=20_000)
+    assert (tmp_path / "model.safetensors.index.json").exists()
+    back, cfg2 = models.from_hf(str(tmp_path))
+    assert cfg2.replace(param_dtype=cfg.param_dtype, dtype=cfg.dtype, max_position_embeddings=cfg.max_position_embeddings) == cfg
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(back)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_from_hf_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        models.from_hf(str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(ValueError, match="model_type 'gpt2' is not supported"):
+        models.from_hf(str(tmp_path))
