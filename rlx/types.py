@@ -184,6 +184,9 @@ _BATCH_SPEC: _Spec = {
     "advantages": (("B", "T"), "float"),
     "old_logprobs": (("B", "T"), "float"),
     "ref_logprobs": (("B", "T"), "float"),
+    "rewards": (("B",), "float"),
+    "valid": (("B",), "bool"),
+    "levels": (("B",), "int"),
 }
 
 
@@ -200,6 +203,9 @@ class Batch:
                                           broadcast with `rlx.advantages.to_tokens`)
       old_logprobs       float32 [B, T]   log pi_old (the sampler's policy log-probs)
       ref_logprobs       float32 [B, T] or None: log pi_ref for a KL term
+      rewards            float32 [B] or None: scalar reward per row (group losses: DisCO, DRPO)
+      valid              bool    [B] or None: rows that count (group losses)
+      levels             int32   [B] or None: preference level per row (TRPA)
     """
     prompt_tokens: Any
     prompt_mask: Any
@@ -208,16 +214,20 @@ class Batch:
     advantages: Any
     old_logprobs: Any
     ref_logprobs: Any = None
+    rewards: Any = None
+    valid: Any = None
+    levels: Any = None
 
     @classmethod
     def create(cls, *, prompt_tokens, prompt_mask, completion_tokens, completion_mask,
-               advantages, old_logprobs, ref_logprobs=None) -> Batch:
+               advantages, old_logprobs, ref_logprobs=None, rewards=None, valid=None,
+               levels=None) -> Batch:
         values = dict(prompt_tokens=prompt_tokens, prompt_mask=prompt_mask,
                       completion_tokens=completion_tokens, completion_mask=completion_mask,
                       advantages=advantages, old_logprobs=old_logprobs,
-                      ref_logprobs=ref_logprobs)
+                      ref_logprobs=ref_logprobs, rewards=rewards, valid=valid, levels=levels)
         for name, v in values.items():
-            if v is None and name != "ref_logprobs":
+            if v is None and name not in ("ref_logprobs", "rewards", "valid", "levels"):
                 raise ValueError(f"Batch.{name} is required")
         return cls(**_validate("Batch", _BATCH_SPEC, values, {}))
 

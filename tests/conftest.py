@@ -19,6 +19,15 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+# Compile once per session: identical programs (every Engine of the same config, every
+# model of the same shape) are loaded from a persistent cache instead of recompiled.
+# Set RLX_TEST_COMPILE_CACHE to keep the cache between runs.
+_cache = os.environ.get("RLX_TEST_COMPILE_CACHE") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", ".pytest_cache", "jax_compile_cache")
+jax.config.update("jax_compilation_cache_dir", _cache)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
 
 @pytest.fixture
 def devices8():

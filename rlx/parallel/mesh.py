@@ -47,10 +47,15 @@ def resolve_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
 def make_mesh(shape: Sequence[int] = (-1, 1, 1), devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A (data, fsdp, tensor) mesh over `devices` (default: all devices of all processes).
 
+    A shape without -1 whose size is smaller than the number of devices uses the first
+    devices only (e.g. (1, 1, 1): a one-device run on a multi-device host).
+
     On TPU/GPU the device order comes from `mesh_utils.create_device_mesh`, which puts
     the innermost axis (tensor) on the fastest interconnect; on CPU it is the plain order.
     """
     devices = list(jax.devices() if devices is None else devices)
+    if -1 not in shape and 0 < math.prod(shape) < len(devices):
+        devices = devices[:math.prod(shape)]
     shape = resolve_shape(shape, len(devices))
     arr = None
     if devices[0].platform != "cpu":

@@ -1,0 +1,129 @@
+"""Base config: every field of an rlx experiment, with its meaning.
+
+Fork it: a config file defines `get_config()` that starts from `base.get_config()` and
+changes what differs (see configs/grpo.py). Override from the command line:
+
+    python -m rlx.train --config=configs/grpo.py --config.rl.group_size=8
+
+An unknown key or an invalid value fails at start-up with a message naming it
+(`rlx.train.config.validate`). Free-form keyword dicts (`*_kwargs`) are checked
+against the signature of the function they are passed to.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.name = "base"                      # run name (used in logs and the default run_dir)
+    c.run_dir = ""                       # output dir; "" = runs/<name>
+    c.seed = 0                           # master seed: params init, sampling, data order
+
+    # ------------------------------------------------------------------ model
+    c.model = ml_collections.ConfigDict()
+    c.model.source = "tiny"              # "tiny" (built-in random model) or "hf" (local HF dir)
+    c.model.hf_path = ""                 # local dir with config.json + *.safetensors (source="hf")
+    c.model.tokenizer_path = ""          # local HF tokenizer dir; "" = hf_path, or the built-in one
+    c.model.init_from = ""               # warm start: an rlx checkpoint dir or HF dir ("" = none)
+    c.model.hidden_size = 64             # tiny model width D
+    c.model.num_layers = 2               # tiny model depth
+    c.model.num_heads = 4                # tiny model query heads H
+    c.model.num_kv_heads = 2             # tiny model KV heads N (GQA)
+    c.model.intermediate_size = 128      # tiny model SwiGLU hidden size
+    c.model.dtype = "float32"            # compute dtype (activations, KV cache): float32 | bfloat16
+    c.model.param_dtype = "float32"      # parameter dtype
+    c.model.remat = False                # rematerialize each layer in the backward pass
+    c.model.vocab_chunk = 0              # >0: vocabulary-chunked log-probs (never [B,T,V] in f32)
+
+    # ---------------------------------------------------------------- sampler
+    c.sampler = ml_collections.ConfigDict()
+    c.sampler.max_prompt_len = 64        # prompts are left-padded/truncated to this many tokens
+    c.sampler.max_new_tokens = 32        # completion budget T (tokens)
+    c.sampler.temperature = 1.0          # sampling temperature (0 = greedy)
+    c.sampler.top_k = 0                  # 0 = no top-k filtering
+    c.sampler.top_p = 1.0                # 1.0 = no nucleus filtering
+
+    # ----------------------------------------------------------------- RL algorithm
+    c.rl = ml_collections.ConfigDict()
+    c.rl.algorithm = "grpo"              # label for logs/plots (the pieces below define it)
+    c.rl.estimator = "grpo"              # advantage estimator name (rlx.advantages.names())
+    c.rl.estimator_kwargs = ml_collections.ConfigDict()  # its keyword args, e.g. {"ddof": 1}
+    c.rl.loss = "ppo_clip"               # policy loss name (rlx.losses.names())
+    c.rl.loss_kwargs = ml_collections.ConfigDict({"eps_low": 0.2, "eps_high": 0.2})
+    c.rl.agg = "token-mean"              # token-mean | seq-mean-token-sum | seq-mean-token-mean
+                                         # | seq-mean-token-sum-norm
+    c.rl.kl_coef = 0.0                   # KL(pi || pi_ref) coefficient (0 = no reference model)
+    c.rl.kl_kind = "k3"                  # k1 | k2 | k3 | abs
+    c.rl.kl_placement = "loss"           # "loss" (added to the loss) | "reward" (folded into rewards)
+    c.rl.entropy_coef = 0.0              # entropy bonus coefficient (loss -= c * H)
+    c.rl.group_size = 8                  # G samples per prompt
+    c.rl.prompts_per_step = 8            # P prompts per RL step (batch B = P * G)
+    c.rl.epochs = 1                      # passes over each batch (PPO epochs)
+    c.rl.minibatches = 1                 # optimizer steps per epoch (batch split by whole groups)
+    c.rl.micro_batches = 1               # gradient-accumulation chunks per minibatch
+    c.rl.dynamic_sampling = False        # DAPO: drop zero-variance groups, oversample to refill
+    c.rl.max_sampling_rounds = 3         # dynamic sampling: generation rounds per step at most
+    c.rl.overlong_cache = 0              # DAPO overlong shaping window L_cache in tokens (0 = off)
+    c.rl.recompute_old_logprobs = False  # recompute log pi_old with the trainer (else sampler's)
+
+    # ------------------------------------------------------------------ optimizer
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.name = "adamw"           # adamw | adam | sgd
+    c.optimizer.lr = 1e-5                # peak learning rate
+    c.optimizer.schedule = "cosine"      # constant | cosine (warmup then cosine decay to end_lr)
+    c.optimizer.warmup_steps = 0         # linear warmup optimizer steps
+    c.optimizer.end_lr_ratio = 0.1       # cosine: final lr = end_lr_ratio * lr
+    c.optimizer.b1 = 0.9
+    c.optimizer.b2 = 0.999
+    c.optimizer.eps = 1e-8
+    c.optimizer.weight_decay = 0.0
+    c.optimizer.max_grad_norm = 1.0      # global-norm gradient clipping (0 = off)
+
+    # ------------------------------------------------------------------ mesh
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.shape = (-1, 1, 1)            # (data, fsdp, tensor); one -1 = all remaining devices
+    c.mesh.rules = "fsdp"                # logical-axis rules preset: fsdp | fsdp_tp
+    c.mesh.auto_distributed = False      # TPU pod / SLURM: let jax.distributed find the cluster
+    c.mesh.coordinator = ""              # explicit multi-process: host:port of process 0 ("" = single)
+    c.mesh.num_processes = 1
+    c.mesh.process_id = 0
+
+    # ------------------------------------------------------------------ data
+    c.data = ml_collections.ConfigDict()
+    c.data.task = "arithmetic"           # arithmetic | countdown | knights_knaves | kk_files | gsm8k
+    c.data.levels = (1,)                 # difficulty levels (one data source per level)
+    c.data.path = ""                     # local file/dir for file-backed tasks (gsm8k, kk_files)
+    c.data.template = "compact"          # prompt template name of the task
+    c.data.curriculum = "uniform"        # uniform | dump (UCB over sources)
+    c.data.dump_c = 1.0                  # DUMP exploration constant c
+    c.data.dump_tau = 0.1                # DUMP softmax temperature
+    c.data.dump_window = 300             # DUMP window of recent |A| per source
+    c.data.eval_prompts = 64             # held-out prompts for accuracy before/after/during
+    c.data.eval_seed = 12345             # seed of the held-out prompts
+
+    # ------------------------------------------------------------------ SFT warm start
+    c.sft = ml_collections.ConfigDict()
+    c.sft.steps = 0                      # supervised steps on generated demonstrations (0 = none)
+    c.sft.batch_size = 32
+    c.sft.lr = 1e-3
+
+    # ------------------------------------------------------------------ loop
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 100                  # RL steps (sample -> reward -> advantage -> update)
+    c.train.eval_every = 0               # evaluate greedy accuracy every N steps (0 = start/end)
+
+    # ------------------------------------------------------------------ checkpoints
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.interval = 50           # save every N steps (0 = only at the end)
+    c.checkpoint.keep = 3                # keep the last K checkpoints
+    c.checkpoint.async_save = True       # Orbax async save (atomic either way)
+    c.checkpoint.export_hf = False       # write the final policy as an HF model (run_dir/hf)
+
+    # ------------------------------------------------------------------ logging
+    c.log = ml_collections.ConfigDict()
+    c.log.every = 1                      # log metrics every N steps
+    c.log.jsonl = True                   # run_dir/metrics.jsonl
+    c.log.tensorboard = False            # run_dir/tb (tensorboardX event files)
+    c.log.progress = True                # tqdm progress bar
+    c.log.pass_k = (1,)                  # pass@k values to log (k <= group_size)
+    return c

@@ -1,0 +1,292 @@
+"""Config files, command-line overrides and validation.
+
+    python -m rlx.train --config=configs/grpo.py --config.rl.group_size=8 [--resume]
+
+A config file defines `get_config() -> ml_collections.ConfigDict`, normally by forking
+configs/base.py. Validation runs before anything is built and reports every problem
+at once, each naming its key:
+  * keys: every key must exist in configs/base.py (a typo is "unknown key ... did you
+    mean ...?"), except inside the free-form `*_kwargs` dicts, whose keys must be
+    keyword parameters of the estimator / loss they configure;
+  * types: a value has the type of the base default (ints are accepted for floats);
+  * values: ranges and names (estimator, loss, aggregation, KL kind, rules preset,
+    task, ...), and cross-field rules (e.g. minibatches must divide the prompts).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import ml_collections
+
+_BASE_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "base.py")
+
+
+class ConfigError(ValueError):
+    """Raised for an invalid config; the message lists every offending key."""
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+    """Imports a config file by path and returns its `get_config()`."""
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"--config: no such config file {path!r}")
+    # Config files import their base as `from configs import base`: put the directory
+    # holding `configs/` on the path.
+    root = os.path.dirname(os.path.dirname(path))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    name = "rlx_config_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if not hasattr(mod, "get_config"):
+        raise ConfigError(f"config file {path} defines no get_config()")
+    return mod.get_config()
+
+
+def base_config() -> ml_collections.ConfigDict:
+    return load_config(_BASE_PATH)
+
+
+def _parse_value(key: str, text: str, current: Any):
+    """Parses an override string into the type of the current value."""
+    if isinstance(current, bool):
+        low = text.lower()
+        if low in ("true", "1", "yes"):
+            return True
+        if low in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"config.{key}: expected a bool, got {text!r}")
+    if isinstance(current, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(current, tuple) and isinstance(value, (list, int, float)):
+        value = tuple(value) if isinstance(value, list) else (value,)
+    return value
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> None:
+    """Applies `key.path=value` overrides (a leading `--config.` is optional) in place."""
+    for item in overrides:
+        text = item[len("--config."):] if item.startswith("--config.") else item
+        if "=" not in text:
+            raise ConfigError(f"override {item!r}: expected --config.<key>=<value>")
+        key, raw = text.split("=", 1)
+        parts = key.split(".")
+        node = config
+        for i, p in enumerate(parts[:-1]):
+            if p not in node:
+                raise ConfigError(_unknown(".".join(parts[:i + 1]), list(node.keys())))
+            node = node[p]
+        leaf = parts[-1]
+        free_form = parts[-2].endswith("_kwargs") if len(parts) > 1 else False
+        if leaf not in node and not free_form:
+            raise ConfigError(_unknown(key, list(node.keys())))
+        current = node[leaf] if leaf in node else None
+        value = _parse_value(key, raw, current)
+        with config.unlocked() if hasattr(config, "unlocked") else _null():
+            try:
+                node[leaf] = value
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"config.{key}: cannot set {raw!r} ({e})") from None
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def _unknown(key: str, known: list[str]) -> str:
+    leaf = key.split(".")[-1]
+    close = difflib.get_close_matches(leaf, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown config key config.{key}{hint}; known here: {', '.join(sorted(known))}"
+
+
+def _walk(cfg, base, prefix, errors):
+    for key in cfg.keys():
+        path = f"{prefix}{key}"
+        if key not in base:
+            errors.append(_unknown(path, list(base.keys())))
+            continue
+        v, b = cfg[key], base[key]
+        if key.endswith("_kwargs"):
+            if not isinstance(v, (dict, ml_collections.ConfigDict)):
+                errors.append(f"config.{path}: expected a dict of keyword arguments, got {v!r}")
+            continue
+        if isinstance(b, ml_collections.ConfigDict):
+            if not isinstance(v, ml_collections.ConfigDict):
+                errors.append(f"config.{path}: expected a section, got {v!r}")
+            else:
+                _walk(v, b, path + ".", errors)
+            continue
+        ok = (isinstance(v, type(b)) or (isinstance(b, float) and isinstance(v, int)
+                                         and not isinstance(v, bool)))
+        if isinstance(b, (int, float)) and isinstance(v, bool) and not isinstance(b, bool):
+            ok = False
+        if not ok:
+            errors.append(f"config.{path}: expected {type(b).__name__}, got {v!r} "
+                          f"({type(v).__name__})")
+
+
+def _kwargs_check(errors, path, fn: Callable, kwargs, what: str):
+    params = inspect.signature(fn).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [n for n, p in params.items() if p.kind == p.KEYWORD_ONLY]
+    for k in kwargs.keys():
+        if k not in allowed:
+            errors.append(f"config.{path}.{k}: not a keyword parameter of {what} "
+                          f"(parameters: {', '.join(allowed) or 'none'})")
+
+
+AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+TASKS = ("arithmetic", "countdown", "knights_knaves", "kk_files", "gsm8k")
+
+
+def _value_checks(c) -> list[str]:
+    e: list[str] = []
+
+    def need(cond, key, msg):
+        if not cond:
+            e.append(f"config.{key}: {msg}, got {_get(c, key)!r}")
+
+    need(c.model.source in ("tiny", "hf"), "model.source", "must be 'tiny' or 'hf'")
+    if c.model.source == "hf":
+        need(bool(c.model.hf_path), "model.hf_path", "required when model.source='hf'")
+    for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size"):
+        need(c.model[k] >= 1, f"model.{k}", "must be >= 1")
+    need(c.model.num_heads % max(c.model.num_kv_heads, 1) == 0, "model.num_kv_heads",
+         "must divide model.num_heads")
+    need(c.model.hidden_size % max(c.model.num_heads, 1) == 0, "model.hidden_size",
+         "must be divisible by model.num_heads")
+    for k in ("dtype", "param_dtype"):
+        need(c.model[k] in ("float32", "bfloat16", "float16"), f"model.{k}",
+             "must be float32, bfloat16 or float16")
+    need(c.model.vocab_chunk >= 0, "model.vocab_chunk", "must be >= 0")
+    need(c.sampler.max_prompt_len >= 1, "sampler.max_prompt_len", "must be >= 1")
+    need(c.sampler.max_new_tokens >= 1, "sampler.max_new_tokens", "must be >= 1")
+    need(c.sampler.temperature >= 0, "sampler.temperature", "must be >= 0")
+    need(c.sampler.top_k >= 0, "sampler.top_k", "must be >= 0")
+    need(0 < c.sampler.top_p <= 1, "sampler.top_p", "must be in (0, 1]")
+
+    r = c.rl
+    from rlx import advantages, losses  # late import: the registries
+    from rlx.train.estimate import ENGINE_ESTIMATORS
+    if r.estimator not in advantages.names():
+        e.append(f"config.rl.estimator: unknown estimator {r.estimator!r}; known: "
+                 f"{', '.join(advantages.names())}")
+    elif r.estimator not in ENGINE_ESTIMATORS:
+        e.append(f"config.rl.estimator: {r.estimator!r} needs inputs an RL batch of completions does not "
+                 f"have (use it as a function); the engine drives: {', '.join(ENGINE_ESTIMATORS)}")
+    else:
+        _kwargs_check(e, "rl.estimator_kwargs", advantages.get(r.estimator), r.estimator_kwargs,
+                      f"estimator {r.estimator!r}")
+    if r.loss not in losses.names():
+        e.append(f"config.rl.loss: unknown loss {r.loss!r}; known: {', '.join(losses.names())}")
+    else:
+        _kwargs_check(e, "rl.loss_kwargs", losses.get(r.loss), r.loss_kwargs, f"loss {r.loss!r}")
+    need(r.agg in AGG_MODES, "rl.agg", f"must be one of {AGG_MODES}")
+    need(r.kl_coef >= 0, "rl.kl_coef", "must be >= 0")
+    need(r.kl_kind in ("k1", "k2", "k3", "abs"), "rl.kl_kind", "must be k1, k2, k3 or abs")
+    need(r.kl_placement in ("loss", "reward"), "rl.kl_placement", "must be 'loss' or 'reward'")
+    need(r.group_size >= 1, "rl.group_size", "must be >= 1")
+    need(r.prompts_per_step >= 1, "rl.prompts_per_step", "must be >= 1")
+    need(r.epochs >= 1, "rl.epochs", "must be >= 1")
+    need(r.minibatches >= 1 and r.prompts_per_step % max(r.minibatches, 1) == 0, "rl.minibatches",
+         f"must be >= 1 and divide rl.prompts_per_step={r.prompts_per_step} (minibatches hold "
+         "whole groups)")
+    mb_prompts = r.prompts_per_step // max(r.minibatches, 1)
+    need(r.micro_batches >= 1 and mb_prompts % max(r.micro_batches, 1) == 0, "rl.micro_batches",
+         f"must be >= 1 and divide the {mb_prompts} prompts of a minibatch")
+    need(r.max_sampling_rounds >= 1, "rl.max_sampling_rounds", "must be >= 1")
+    need(0 <= r.overlong_cache < c.sampler.max_new_tokens, "rl.overlong_cache",
+         "must be in [0, sampler.max_new_tokens)")
+
+    o = c.optimizer
+    need(o.name in ("adamw", "adam", "sgd"), "optimizer.name", "must be adamw, adam or sgd")
+    need(o.lr > 0, "optimizer.lr", "must be > 0")
+    need(o.schedule in ("constant", "cosine"), "optimizer.schedule", "must be constant or cosine")
+    need(o.warmup_steps >= 0, "optimizer.warmup_steps", "must be >= 0")
+    need(0 <= o.end_lr_ratio <= 1, "optimizer.end_lr_ratio", "must be in [0, 1]")
+    need(o.max_grad_norm >= 0, "optimizer.max_grad_norm", "must be >= 0")
+    need(o.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0")
+
+    need(len(c.mesh.shape) == 3, "mesh.shape", "must be (data, fsdp, tensor)")
+    from rlx.parallel import RULES
+    need(c.mesh.rules in RULES, "mesh.rules", f"must be one of {sorted(RULES)}")
+    need(c.mesh.num_processes >= 1, "mesh.num_processes", "must be >= 1")
+
+    need(c.data.task in TASKS, "data.task", f"must be one of {TASKS}")
+    need(len(c.data.levels) >= 1, "data.levels", "must name at least one level")
+    if c.data.task in ("gsm8k",):
+        need(bool(c.data.path), "data.path", f"required for data.task={c.data.task!r}")
+    need(c.data.curriculum in ("uniform", "dump"), "data.curriculum", "must be uniform or dump")
+    need(c.data.dump_tau > 0, "data.dump_tau", "must be > 0")
+    need(c.data.dump_window >= 1, "data.dump_window", "must be >= 1")
+    need(c.data.eval_prompts >= 0, "data.eval_prompts", "must be >= 0")
+    need(c.sft.steps >= 0, "sft.steps", "must be >= 0")
+    need(c.sft.batch_size >= 1, "sft.batch_size", "must be >= 1")
+    need(c.sft.lr > 0, "sft.lr", "must be > 0")
+    need(c.train.steps >= 0, "train.steps", "must be >= 0")
+    need(c.train.eval_every >= 0, "train.eval_every", "must be >= 0")
+    need(c.checkpoint.interval >= 0, "checkpoint.interval", "must be >= 0")
+    need(c.checkpoint.keep >= 1, "checkpoint.keep", "must be >= 1")
+    need(c.log.every >= 1, "log.every", "must be >= 1")
+    need(all(1 <= k <= r.group_size for k in c.log.pass_k), "log.pass_k",
+         f"each k must be in [1, rl.group_size={r.group_size}]")
+    return e
+
+
+def _get(c, key):
+    node = c
+    for p in key.split("."):
+        node = node[p]
+    return node
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Raises ConfigError listing every unknown key, wrong type and invalid value."""
+    errors: list[str] = []
+    _walk(config, base_config(), "", errors)
+    if not errors:  # value checks assume the structure is right
+        errors += _value_checks(config)
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    return config
+
+
+def parse_args(argv: list[str]) -> tuple[ml_collections.ConfigDict, dict]:
+    """`--config=PATH [--config.key=value ...] [--resume]` -> (validated config, flags)."""
+    path, overrides, flags = None, [], {"resume": False}
+    for a in argv:
+        if a.startswith("--config="):
+            path = a.split("=", 1)[1]
+        elif a.startswith("--config."):
+            overrides.append(a)
+        elif a == "--resume":
+            flags["resume"] = True
+        else:
+            raise ConfigError(f"unknown argument {a!r}; usage: --config=PATH "
+                              "[--config.<key>=<value> ...] [--resume]")
+    if path is None:
+        raise ConfigError("missing --config=PATH (e.g. --config=configs/grpo.py)")
+    config = load_config(path)
+    apply_overrides(config, overrides)
+    return validate(config), flags

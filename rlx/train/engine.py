@@ -1,0 +1,310 @@
+"""The RL engine: sample -> reward -> advantage -> update -> curriculum -> log -> checkpoint.
+
+    engine = Engine(config, resume=False)
+    summary = engine.run()        # {"accuracy_before": ..., "accuracy_after": ..., ...}
+
+One code path from one CPU device to a multi-host TPU slice: params and optimizer state
+are sharded by the logical-axis rules of `config.mesh.rules` over the
+(data, fsdp, tensor) mesh, batches over (data, fsdp); the update is one `jit` with
+in/out shardings and state donation (compiled once: shapes are static). Host-side
+work (prompt selection, tokenization, decoding, verifiable rewards) is replicated on
+every process from the same seeds, so all processes agree without communication
+beyond gathering the sampled tokens.
+
+Everything that decides the future of a run is in the checkpoint — params, optimizer
+state, step, RNG, sampler RNG, reference params, curriculum state, the carried
+dynamic-sampling groups — and the data position is the step itself (prompt selection
+is a pure function of the step's key and the curriculum state). `--resume` therefore
+continues the same run exactly: metrics of a resumed run equal the uninterrupted ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from rlx import losses, models, parallel, sampling
+from rlx.curriculum import dump, dynamic, recovery
+from rlx.train import data as tdata
+from rlx.train import estimate, sft
+from rlx.train.build import build_model, build_sampler_config, build_tokenizer
+from rlx.train.checkpoint import Checkpointer, abstract_like
+from rlx.train.metrics import MetricWriter
+from rlx.train.metrics_rl import rollout_metrics
+from rlx.train.optim import make_optimizer
+from rlx.train.rollout import generate_round, to_host
+from rlx.train.state import TrainState
+from rlx.train.update import UpdateSpec, make_logprobs_fn, make_update
+from rlx.types import Batch
+
+log = logging.getLogger(__name__)
+# Metrics that measure time vary between runs; everything else is deterministic.
+TIMING_PREFIXES = ("time/", "throughput/")
+
+
+class Engine:
+    def __init__(self, config, *, resume: bool = False):
+        self.config = c = config
+        self.resume = resume
+        parallel.initialize_distributed(c.mesh.coordinator or None,
+                                        c.mesh.num_processes if c.mesh.coordinator else None,
+                                        c.mesh.process_id if c.mesh.coordinator else None,
+                                        auto=bool(c.mesh.auto_distributed))
+        self.run_dir = c.run_dir or os.path.join("runs", c.name)
+        os.makedirs(self.run_dir, exist_ok=True)
+        self.mesh = parallel.make_mesh(c.mesh.shape)
+        self.rules = parallel.get_rules(c.mesh.rules)
+        k_init, k_state, k_sampler, self.data_key = jax.random.split(jax.random.key(c.seed), 4)
+
+        self.tokenizer = build_tokenizer(c, self.run_dir)
+        self.model_cfg, params = build_model(c, self.tokenizer, k_init)
+        self.train_src, self.eval_examples = tdata.build_sources(c.data, c.seed)
+        self.reward_task = tdata.REWARD_TASK[c.data.task]
+        self.sampler_cfg = build_sampler_config(c, self.tokenizer)
+        self.greedy_cfg = build_sampler_config(c, self.tokenizer, greedy=True)
+        self.sampler_state = sampling.init_state(k_sampler)
+
+        with self.mesh:
+            self.param_sh = parallel.tree_shardings(params, models.param_logical_axes(self.model_cfg),
+                                                    self.mesh, self.rules)
+            params = jax.device_put(params, self.param_sh)
+            if c.sft.steps and not resume:
+                params = sft.warm_start(self, params)
+        self.spec = UpdateSpec.from_config(c)
+        total = max(1, c.train.steps * c.rl.epochs * c.rl.minibatches)
+        self.optimizer = make_optimizer(c.optimizer, total)
+        with self.mesh:
+            state = jax.jit(lambda p: TrainState.create(p, self.optimizer, k_state))(params)
+        self.state_sh = jax.tree.map(lambda x: x.sharding, state)
+        self.state = state
+        self.ref_params = params if c.rl.kl_coef > 0 else None
+        self.dump_state = (dump.init(len(self.train_src.sizes), c.data.dump_window)
+                           if c.data.curriculum == "dump" else None)
+        # Small state lives replicated on the mesh (so checkpoints restore it there).
+        rep = parallel.replicated(self.mesh)
+        self.sampler_state = jax.device_put(self.sampler_state, rep)
+        self.dump_state = None if self.dump_state is None else jax.device_put(self.dump_state, rep)
+        self.carry = None          # dynamic sampling: groups carried into the next batch
+        self.step = 0
+
+        self._update = jax.jit(make_update(self.model_cfg, self.spec, self.optimizer),
+                               out_shardings=(self.state_sh, None), donate_argnums=(0,))
+        self._logprobs = jax.jit(make_logprobs_fn(self.model_cfg, c.model.vocab_chunk))
+        self.ckpt = Checkpointer(os.path.join(self.run_dir, "checkpoints"), keep=c.checkpoint.keep,
+                                 async_save=c.checkpoint.async_save)
+        restored = self._restore() if resume else None
+        self.writer = MetricWriter(self.run_dir, jsonl=c.log.jsonl, tensorboard=c.log.tensorboard,
+                                   resume_step=restored)
+        if jax.process_index() == 0:
+            with open(os.path.join(self.run_dir, "config.json"), "w") as f:
+                f.write(c.to_json_best_effort(indent=2))
+
+    # ------------------------------------------------------------------ placement
+    def put(self, x: np.ndarray) -> jax.Array:
+        """Host array (identical on every process) -> global array, dim 0 over (data, fsdp)."""
+        sh = parallel.batch_sharding(self.mesh, x.ndim, x.shape[0])
+        return jax.make_array_from_callback(x.shape, sh, lambda idx: x[idx])
+
+    # ------------------------------------------------------------------ checkpoints
+    def _ckpt_tree(self):
+        tree = {"train": self.state, "sampler": self.sampler_state}
+        if self.ref_params is not None:
+            tree["ref_params"] = self.ref_params
+        if self.dump_state is not None:
+            tree["dump"] = self.dump_state
+        return tree
+
+    def save(self) -> None:
+        meta = {"step": self.step, "config": json.loads(self.config.to_json_best_effort()),
+                "carry": None if self.carry is None else {
+                    k: v.tolist() for k, v in self.carry.items()}}
+        self.ckpt.save(self.step, self._ckpt_tree(), meta)
+
+    def _restore(self) -> int | None:
+        got = self.ckpt.restore_latest(abstract_like(self._ckpt_tree()))
+        if got is None:
+            log.warning("--resume: no checkpoint in %s; starting from scratch", self.ckpt.directory)
+            return None
+        step, tree, meta = got
+        self.state, self.sampler_state = tree["train"], tree["sampler"]
+        self.ref_params = tree.get("ref_params", self.ref_params)
+        self.dump_state = tree.get("dump", self.dump_state)
+        self.carry = None if meta.get("carry") is None else {
+            k: np.asarray(v, dtype=_CARRY_DTYPES.get(k, np.float32)) for k, v in meta["carry"].items()}
+        self.step = int(meta["step"])
+        return self.step
+
+    # ------------------------------------------------------------------ one RL step
+    def _round(self, key, num_prompts: int):
+        c = self.config
+        src, ex = tdata.select_prompts(key, self.train_src.sizes, num_prompts, c.data.curriculum,
+                                       self.dump_state, c.data.dump_c, c.data.dump_tau)
+        examples = self.train_src.lookup(src, ex)
+        with self.mesh:
+            return generate_round(self, self.state.params, examples, src, ex, c.rl.group_size,
+                                  self.sampler_cfg, self.put)
+
+    def collect(self, key) -> tuple[dict, np.ndarray, dict]:
+        """Groups for one batch: (groups [P, ...], valid_P, info)."""
+        c = self.config
+        P = c.rl.prompts_per_step
+        if not c.rl.dynamic_sampling:
+            groups, info = self._round(key, P)
+            return groups, np.ones(P, bool), info
+        infos = []
+
+        def round_fn(i):
+            g, inf = self._round(jax.random.fold_in(key, i), P)
+            infos.append(inf)
+            return g, g["rewards"], None
+
+        buf = recovery.init(self._group_template(), 2 * P * c.rl.max_sampling_rounds)
+        if self.carry is not None:
+            buf = recovery.push(buf, self.carry)
+        batch, valid, buf, dinfo = dynamic.fill_batch(round_fn, buf, P, max_rounds=c.rl.max_sampling_rounds)
+        n = int(buf.size)
+        self.carry = None if n == 0 else jax.tree.map(lambda x: np.asarray(x)[:n], recovery.pop(buf, n)[0])
+        info = {k: sum(i[k] for i in infos) for k in infos[0]} if infos else {}
+        info.update(dinfo)
+        return jax.tree.map(np.asarray, batch), np.asarray(valid), info
+
+    def _group_template(self) -> dict:
+        """Zeros shaped like one group of `generate_round`'s output (buffer layout)."""
+        from rlx.rewards import get_task
+        G, Lp, T = self.config.rl.group_size, self.sampler_cfg.max_prompt_len, self.sampler_cfg.max_new_tokens
+        C = max(1, get_task(self.reward_task).num_components)
+        shapes = {"prompt_tokens": (G, Lp), "prompt_mask": (G, Lp), "completion_tokens": (G, T),
+                  "completion_mask": (G, T), "logprobs": (G, T), "sampling_logprobs": (G, T),
+                  "finish_reason": (G,), "lengths": (G,), "rewards": (G,), "success": (G,),
+                  "components": (C, G), "cluster_ids": (G,), "source_ids": (), "example_ids": ()}
+        return {k: np.zeros(s, _CARRY_DTYPES.get(k, np.float32)) for k, s in shapes.items()}
+
+    def rl_step(self) -> dict:
+        c = self.config
+        t0 = time.perf_counter()
+        key = jax.random.fold_in(self.data_key, self.step)
+        groups, valid_P, info = self.collect(key)
+        P, G = groups["rewards"].shape
+        B = P * G
+        valid_PG = np.broadcast_to(valid_P[:, None], (P, G)).copy()
+        flat = {k: v.reshape((B,) + v.shape[2:]) for k, v in groups.items()
+                if k not in ("components", "cluster_ids", "source_ids", "example_ids")}
+        rewards_PG = groups["rewards"].copy()
+        ov = c.rl.overlong_cache
+        if ov:
+            from rlx.rewards import overlong_penalty
+            rewards_PG += np.asarray(overlong_penalty(flat["lengths"], max_len=c.sampler.max_new_tokens,
+                                                      cache_len=ov)).reshape(P, G)
+        dev = {k: self.put(flat[k]) for k in ("prompt_tokens", "prompt_mask", "completion_tokens",
+                                              "completion_mask", "logprobs")}
+        with self.mesh:
+            old = dev["logprobs"]
+            if c.rl.recompute_old_logprobs:
+                old = self._logprobs(self.state.params, dev["prompt_tokens"], dev["prompt_mask"],
+                                     dev["completion_tokens"], dev["completion_mask"])
+            ref = None
+            if self.ref_params is not None:
+                ref = self._logprobs(self.ref_params, dev["prompt_tokens"], dev["prompt_mask"],
+                                     dev["completion_tokens"], dev["completion_mask"])
+                if c.rl.kl_placement == "reward":
+                    kl_B = to_host(jnp.sum(jnp.where(dev["completion_mask"],
+                                                     losses.kl(old, ref, c.rl.kl_kind), 0.0), axis=1))
+                    rewards_PG = rewards_PG - c.rl.kl_coef * kl_B.reshape(P, G)
+            adv_BT, adv_PG, est_metrics = estimate.advantages_for(
+                c.rl, rewards_PG, valid_PG, groups, flat, old, dev["completion_mask"])
+            batch = Batch.create(
+                prompt_tokens=dev["prompt_tokens"], prompt_mask=dev["prompt_mask"],
+                completion_tokens=dev["completion_tokens"], completion_mask=dev["completion_mask"],
+                advantages=adv_BT, old_logprobs=old, ref_logprobs=ref,
+                rewards=self.put(rewards_PG.reshape(B)), valid=self.put(valid_PG.reshape(B)))
+            t1 = time.perf_counter()
+            self.state, upd = self._update(self.state, batch)
+            upd = jax.device_get(upd)
+        t_train = time.perf_counter() - t1
+        if self.dump_state is not None:
+            self.dump_state = dump.update(self.dump_state, np.repeat(groups["source_ids"], G),
+                                          adv_PG.reshape(B), valid_PG.reshape(B))
+        m = rollout_metrics(groups["rewards"], groups["success"], flat["lengths"], flat["finish_reason"],
+                            valid_PG, tuple(c.log.pass_k))
+        m.update({k: float(v) for k, v in upd.items()})
+        m.update({f"adv/{k}": float(v) for k, v in est_metrics.items()})
+        m.update(info)
+        m["time/train"] = t_train
+        m["time/step"] = time.perf_counter() - t0
+        m["throughput/sample_tokens_per_s"] = info.get("tokens/sampled", 0.0) / max(info.get("time/sample", 0), 1e-9)
+        m["throughput/train_tokens_per_s"] = (c.rl.epochs * float(flat["completion_mask"].sum())
+                                              / max(t_train, 1e-9))
+        if self.dump_state is not None:
+            for k, v in dump.metrics(self.dump_state, c.data.dump_c, c.data.dump_tau).items():
+                for j, x in enumerate(np.asarray(v)):
+                    m[f"{k}/{j}"] = float(x)
+        return m
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, params=None) -> float:
+        """Greedy accuracy on the held-out prompts (0 if there are none)."""
+        if not self.eval_examples:
+            return 0.0
+        params = self.state.params if params is None else params
+        saved = self.sampler_state
+        ids = np.arange(len(self.eval_examples))
+        with self.mesh:
+            g, _ = generate_round(self, params, self.eval_examples, ids * 0, ids, 1, self.greedy_cfg, self.put)
+        self.sampler_state = saved      # evaluation never advances the training RNG
+        return float(g["success"].mean())
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, *, stop_after: int | None = None) -> dict:
+        """Runs to `train.steps`. `stop_after=n` stops after n steps of this call without
+        a final save or evaluation — an interruption, as a crash would (for tests)."""
+        c = self.config
+        start = self.step
+        acc0 = self.evaluate()
+        if start == 0:
+            self.writer.write(0, {"eval/accuracy": acc0})
+        history = []
+        bar = tqdm(total=c.train.steps, initial=start, desc=f"{c.name} ({c.rl.algorithm})",
+                   disable=not c.log.progress or jax.process_index() != 0)
+        while self.step < c.train.steps:
+            m = self.rl_step()
+            self.step += 1
+            if c.train.eval_every and self.step % c.train.eval_every == 0:
+                m["eval/accuracy"] = self.evaluate()
+            if self.step % c.log.every == 0:
+                history.append(self.writer.write(self.step, m))
+            bar.update(1)
+            bar.set_postfix(reward=f"{m['reward/mean']:.3f}", acc=f"{m['accuracy']:.2f}", refresh=False)
+            if c.checkpoint.interval and self.step % c.checkpoint.interval == 0:
+                self.save()
+            if stop_after is not None and self.step - start >= stop_after:
+                bar.close()
+                self.ckpt.wait()
+                return {"accuracy_before": acc0, "accuracy_after": None, "history": history,
+                        "run_dir": self.run_dir}
+        bar.close()
+        acc1 = self.evaluate()
+        if not (c.checkpoint.interval and self.step % c.checkpoint.interval == 0) and self.step > start:
+            self.save()
+        self.ckpt.wait()
+        self.writer.write(self.step, {"eval/accuracy_final": acc1})
+        if c.checkpoint.export_hf and jax.process_index() == 0:
+            models.to_hf(jax.device_get(self.state.params), self.model_cfg, os.path.join(self.run_dir, "hf"))
+        return {"accuracy_before": acc0, "accuracy_after": acc1, "history": history, "run_dir": self.run_dir}
+
+    def close(self) -> None:
+        self.ckpt.close()
+        self.writer.close()
+
+
+_CARRY_DTYPES = {"prompt_tokens": np.int32, "completion_tokens": np.int32, "prompt_mask": bool,
+                 "completion_mask": bool, "finish_reason": np.int32, "lengths": np.int32,
+                 "success": bool, "cluster_ids": np.int32, "source_ids": np.int32, "example_ids": np.int32}
+
+__all__ = ["Engine", "TIMING_PREFIXES"]

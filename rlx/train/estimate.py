@@ -1,0 +1,71 @@
+"""Feeding an advantage estimator from an RL batch (the engine's side of `rlx.advantages`).
+
+Estimators are pure functions with different inputs (rewards, lengths, sequence
+log-probs, answer clusters, token rewards, ...). The engine offers each the inputs its
+signature names, from what a rollout holds:
+
+  rewards [P, G], valid [P, G]     every group estimator
+  lengths [P, G]                   opo (length-weighted baseline)
+  seq_logp [P, G]                  unlikeliness (mean token log pi_old of each sample)
+  cluster_ids [P, G]               seed_grpo (samples with the same final answer)
+  rewards [B, T], mask [B, T]      reinforce_pp (outcome score on the last token)
+
+Estimators that need what an RL batch of single-turn completions does not have — a
+value function (gae, egae), multi-step trajectories (gigpo), budgets (brpo), exit
+positions (s_grpo), per-prompt state (single_stream, history_length), Monte-Carlo
+values (spo_*) — are used as functions directly or through their own orchestration;
+`ENGINE_ESTIMATORS` lists what a config can name, and validation rejects the rest.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import jax.numpy as jnp
+import numpy as np
+
+from rlx import advantages
+
+ENGINE_ESTIMATORS = ("grpo", "dr_grpo", "rloo", "lite_ppo", "ngrpo", "bnpo", "hardness_weighted",
+                     "kalman", "opo", "passk", "unlikeliness", "seed_grpo", "reinforce_pp",
+                     "reinforce_pp_baseline")
+
+
+def advantages_for(rl, rewards_PG: np.ndarray, valid_PG: np.ndarray, groups: dict, flat: dict,
+                   old_logp_BT, mask_BT):
+    """(token advantages [B, T] device array, sequence advantages [P, G] numpy, metrics)."""
+    name = rl.estimator
+    if name not in ENGINE_ESTIMATORS:
+        raise ValueError(f"config.rl.estimator: {name!r} cannot be driven by the RL engine "
+                         f"(supported: {', '.join(ENGINE_ESTIMATORS)})")
+    fn = advantages.get(name)
+    kw = dict(rl.estimator_kwargs)
+    P, G = rewards_PG.shape
+    params = inspect.signature(fn).parameters
+    mask = jnp.asarray(mask_BT)
+    if name == "reinforce_pp":
+        tok_r = advantages.outcome_token_rewards(jnp.asarray(rewards_PG.reshape(P * G)), mask)
+        adv_BT, metrics = fn(tok_r, mask, **kw)
+    elif name == "reinforce_pp_baseline":
+        adv_BT, metrics = fn(jnp.asarray(rewards_PG), mask, jnp.asarray(valid_PG), **kw)
+    else:
+        args = {"rewards": jnp.asarray(rewards_PG), "valid": jnp.asarray(valid_PG)}
+        if "lengths" in params:
+            args["lengths"] = jnp.asarray(flat["lengths"].reshape(P, G), jnp.float32)
+        if "seq_logp" in params:
+            m = mask.astype(jnp.float32)
+            seq = jnp.sum(jnp.where(mask, old_logp_BT, 0.0), 1) / jnp.maximum(jnp.sum(m, 1), 1.0)
+            args["seq_logp"] = seq.reshape(P, G)
+        if "cluster_ids" in params:
+            args["cluster_ids"] = jnp.asarray(groups["cluster_ids"])
+        adv_PG, metrics = fn(**args, **kw)
+        adv_BT = advantages.to_tokens(adv_PG, mask)
+    seq_PG = _sequence_view(adv_BT, mask, P, G)
+    return adv_BT, seq_PG, metrics
+
+
+def _sequence_view(adv_BT, mask_BT, P: int, G: int) -> np.ndarray:
+    """Each response's scalar advantage (token mean; what DUMP's scheduler consumes)."""
+    m = mask_BT.astype(jnp.float32)
+    seq = jnp.sum(jnp.where(mask_BT, adv_BT, 0.0), 1) / jnp.maximum(jnp.sum(m, 1), 1.0)
+    return np.asarray(seq).reshape(P, G)

@@ -1,0 +1,85 @@
+"""One generation round: prompts -> sampled groups -> decoded completions -> rewards.
+
+The output is a host-side dict of numpy arrays with a leading prompt axis P (so that
+dynamic sampling can keep or carry whole groups):
+
+  prompt_tokens [P, G, Lp]  prompt_mask [P, G, Lp]
+  completion_tokens [P, G, T]  completion_mask [P, G, T]
+  logprobs [P, G, T]  sampling_logprobs [P, G, T]  finish_reason [P, G]
+  rewards [P, G]  success [P, G]  components [P, C, G] (C = 1 when the task has one)
+  cluster_ids [P, G] (same final answer)  source_ids [P]  example_ids [P]
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+from rlx import rewards as rw
+from rlx import sampling
+from rlx.train import data as tdata
+
+
+def to_host(x) -> np.ndarray:
+    """A (possibly multi-host sharded) array as a full numpy array on every process."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+
+def success_of(task: str, rewards_N: np.ndarray, comps_CN: np.ndarray | None) -> np.ndarray:
+    spec = rw.get_task(task)
+    if comps_CN is None:
+        return rewards_N >= spec.success_value
+    return comps_CN[spec.component_names.index(spec.success_component)] >= spec.success_value
+
+
+def answer_clusters(texts: list[str], P: int, G: int) -> np.ndarray:
+    """int32 [P, G]: samples of a group with the same final answer (whitespace- and
+    case-normalized `<answer>` contents, else the first line) share the index of the
+    first such sample (SEED-GRPO's meaning clusters for verifiable tasks)."""
+    out = np.zeros((P, G), np.int32)
+    for p in range(P):
+        seen: dict[str, int] = {}
+        for g in range(G):
+            a = rw.extract_plain(texts[p * G + g]) or ""
+            out[p, g] = seen.setdefault(" ".join(a.split()).casefold(), g)
+    return out
+
+
+def generate_round(engine, params, examples: list[dict], source_ids, example_ids, group_size: int,
+                   sampler_cfg, put) -> tuple[dict, dict]:
+    """Samples `group_size` completions for each example and scores them.
+
+    `put(x)` places a host array on the mesh (batch-sharded). Returns (groups, info)
+    where info has timing and token counts.
+    """
+    P, G = len(examples), group_size
+    t0 = time.perf_counter()
+    toks, mask, truncated = tdata.encode_prompts(engine.tokenizer, [e["prompt"] for e in examples],
+                                                 sampler_cfg.max_prompt_len, sampler_cfg.pad_id)
+    out, engine.sampler_state = sampling.generate(params, engine.model_cfg, sampler_cfg, engine.sampler_state,
+                                                  put(toks), put(mask), G)
+    host = {k: to_host(getattr(out, k)) for k in (
+        "prompt_tokens", "prompt_mask", "completion_tokens", "completion_mask", "logprobs",
+        "sampling_logprobs", "finish_reason", "lengths")}
+    t_sample = time.perf_counter() - t0
+    texts = tdata.decode_completions(engine.tokenizer, host["completion_tokens"], host["lengths"])
+    rep = [ex for ex in examples for _ in range(G)]
+    r, comps, stats = rw.score(engine.reward_task, texts, rep)
+    succ = success_of(engine.reward_task, r, comps)
+    comps = r[None] if comps is None else comps                      # [C, B]
+    groups = {k: v.reshape((P, G) + v.shape[1:]) for k, v in host.items()}
+    groups["rewards"] = r.reshape(P, G).astype(np.float32)
+    groups["success"] = succ.reshape(P, G)
+    groups["components"] = comps.reshape(comps.shape[0], P, G).transpose(1, 0, 2).astype(np.float32)
+    groups["cluster_ids"] = answer_clusters(texts, P, G)
+    groups["source_ids"] = np.asarray(source_ids, np.int32)
+    groups["example_ids"] = np.asarray(example_ids, np.int32)
+    info = {"time/sample": t_sample, "time/reward": time.perf_counter() - t0 - t_sample,
+            "tokens/sampled": float(host["lengths"].sum()), "prompts/truncated": float(truncated),
+            "reward/errors": float(stats.errors + stats.timeouts)}
+    return groups, info

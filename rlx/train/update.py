@@ -1,0 +1,190 @@
+"""The policy update: epochs x minibatches x micro-batches under one `jit`.
+
+    update(state, batch) -> (state, metrics)
+
+For each epoch the batch's groups are shuffled (whole groups stay together: group
+losses such as DisCO need them), split into `minibatches` (one optimizer step each),
+and each minibatch into `micro_batches` whose gradients are accumulated. Loss per
+micro-batch m (logp from the trainer forward, everything else data):
+
+    policy   rlx.losses.<loss>(logp, old_logp, adv, mask, agg=..., **loss_kwargs)
+    + kl_coef * aggregate(kl(logp, ref_logp, kl_kind), mask, agg)   (kl_placement="loss")
+    - entropy_coef * aggregate(H, mask, agg)
+
+Exact aggregation with accumulation: the aggregation denominators depend on masks only,
+so the minibatch's global denominator D = sum_m den_m is computed first and every
+micro-batch divides its numerator by D (`aggregate(..., denominator=D)`); the summed
+gradients then equal the full-minibatch gradient exactly. Group losses (no `agg`
+denominator: DisCO, DRPO, TRPA) average over prompts, and each micro-batch holds the
+same number of whole groups, so their micro-batch losses are averaged with equal
+weights — also exact. Under data parallelism the sums inside `jit` are global (XLA
+reduces across devices before dividing). Logged metrics are micro-batch averages,
+then averages over minibatches and epochs; `grad_norm` is the accumulated gradient's
+global norm before clipping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from rlx import losses, models
+from rlx.train.state import TrainState
+from rlx.types import Batch
+
+# Per-row extras a loss may ask for by parameter name, and where they come from.
+_EXTRAS = ("rewards", "valid", "levels", "ref_logp")
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateSpec:
+    """Static (hashable) description of the update; built from the config's `rl`."""
+    loss: str = "ppo_clip"
+    loss_kwargs: tuple[tuple[str, Any], ...] = ()
+    agg: str = "token-mean"
+    kl_coef: float = 0.0
+    kl_kind: str = "k3"
+    kl_in_loss: bool = True
+    entropy_coef: float = 0.0
+    group_size: int = 1
+    epochs: int = 1
+    minibatches: int = 1
+    micro_batches: int = 1
+    vocab_chunk: int = 0
+    max_len: int | None = None
+
+    @classmethod
+    def from_config(cls, c) -> UpdateSpec:
+        r = c.rl
+        return cls(loss=r.loss, loss_kwargs=tuple(sorted(dict(r.loss_kwargs).items())), agg=r.agg,
+                   kl_coef=float(r.kl_coef), kl_kind=r.kl_kind, kl_in_loss=r.kl_placement == "loss",
+                   entropy_coef=float(r.entropy_coef), group_size=int(r.group_size),
+                   epochs=int(r.epochs), minibatches=int(r.minibatches),
+                   micro_batches=int(r.micro_batches), vocab_chunk=int(c.model.vocab_chunk),
+                   max_len=int(c.sampler.max_new_tokens))
+
+
+def _loss_inputs(spec: UpdateSpec):
+    fn = losses.get(spec.loss)
+    params = inspect.signature(fn).parameters
+    return fn, params, "agg_denominator" in params
+
+
+def micro_loss(params, model_cfg, spec: UpdateSpec, mb: Batch, den_total, weight):
+    """Loss of one micro-batch, already scaled for accumulation; (loss, metrics)."""
+    fn, sig, agg_based = _loss_inputs(spec)
+    want_entropy = spec.entropy_coef != 0.0
+    logp, entropy = models.completion_logprobs(
+        params, model_cfg, mb.prompt_tokens, mb.prompt_mask, mb.completion_tokens, mb.completion_mask,
+        vocab_chunk=spec.vocab_chunk or None, with_entropy=True)
+    mask = mb.completion_mask
+    kw = dict(spec.loss_kwargs)
+    if "agg" in sig:
+        kw["agg"] = spec.agg
+    if "group_size" in sig:
+        kw["group_size"] = spec.group_size
+    if "max_len" in sig and spec.agg == "seq-mean-token-sum-norm":
+        kw.setdefault("max_len", spec.max_len)
+    for name in _EXTRAS:
+        if name in sig:
+            value = mb.ref_logprobs if name == "ref_logp" else getattr(mb, name)
+            if value is None:
+                raise ValueError(f"loss {spec.loss!r} needs {name!r}, which the batch does not carry")
+            kw[name] = value
+    if agg_based:
+        kw["agg_denominator"] = den_total
+    loss, metrics = fn(logp, mb.old_logprobs, mb.advantages, mask, **kw)
+    if not agg_based:
+        loss = loss * weight
+    metrics = dict(metrics)
+    metrics["policy_loss"] = loss
+
+    def agg(x):
+        return losses.aggregate(x, mask, spec.agg, max_len=spec.max_len, denominator=den_total)
+
+    if spec.kl_coef and spec.kl_in_loss:
+        if mb.ref_logprobs is None:
+            raise ValueError("rl.kl_coef > 0 with kl_placement='loss' needs ref_logprobs in the batch")
+        kl_term = agg(losses.kl(logp, mb.ref_logprobs, spec.kl_kind))
+        loss = loss + spec.kl_coef * kl_term
+        metrics["kl"] = kl_term
+    ent_term = agg(jax.lax.stop_gradient(entropy) if not want_entropy else entropy)
+    if want_entropy:
+        loss = loss - spec.entropy_coef * ent_term
+    metrics["entropy"] = ent_term
+    metrics["loss"] = loss
+    # Metrics of agg-based pieces are already fractions of the global total; the
+    # others are per-micro-batch means, averaged with equal weights.
+    scaled = {k: (v if k in ("loss", "policy_loss", "kl", "entropy") else v * weight)
+              for k, v in metrics.items()}
+    return loss, jax.tree.map(jax.lax.stop_gradient, scaled)
+
+
+def _denominator(mask_BT, spec: UpdateSpec):
+    return losses.aggregate_parts(jnp.zeros(mask_BT.shape, jnp.float32), mask_BT, spec.agg,
+                                  spec.max_len)[1]
+
+
+def make_update(model_cfg, spec: UpdateSpec, optimizer: optax.GradientTransformation):
+    """Returns the un-jitted `update(state, batch) -> (state, metrics)`; the caller
+    jits it with shardings and donation (see `rlx.train.engine`)."""
+    G, E, K, M = spec.group_size, spec.epochs, spec.minibatches, spec.micro_batches
+
+    def one_minibatch(state: TrainState, mb: Batch):
+        # mb leaves are [M, rows, ...]
+        dens = jax.vmap(lambda m: _denominator(m, spec))(mb.completion_mask)
+        den_total = jnp.sum(dens)
+
+        def micro(carry, x):
+            g_acc, m_acc = carry
+            (_, met), g = jax.value_and_grad(micro_loss, has_aux=True)(
+                state.params, model_cfg, spec, x, den_total, 1.0 / M)
+            return (jax.tree.map(jnp.add, g_acc, g), jax.tree.map(jnp.add, m_acc, met)), None
+
+        first = jax.tree.map(lambda a: a[0], mb)
+        met_shape = jax.eval_shape(lambda p: micro_loss(p, model_cfg, spec, first, den_total, 1.0)[1],
+                                   state.params)
+        zeros_m = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), met_shape)
+        zeros_g = jax.tree.map(jnp.zeros_like, state.params)
+        (grads, mets), _ = jax.lax.scan(micro, (zeros_g, zeros_m), mb)
+        mets = dict(mets)
+        mets["grad_norm"] = optax.global_norm(grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), mets
+
+    def update(state: TrainState, batch: Batch):
+        B = batch.completion_tokens.shape[0]
+        if B % (G * K * M):
+            raise ValueError(f"batch of {B} rows cannot be split into {K} minibatches x {M} micro-batches "
+                             f"of whole groups of {G}")
+        P = B // G
+
+        def epoch(state, _):
+            b = batch
+            if K > 1 or E > 1:
+                state, (key,) = state.split_rng(1)
+                gperm = jax.random.permutation(key, P)
+                rows = (gperm[:, None] * G + jnp.arange(G)[None, :]).reshape(B)
+                b = jax.tree.map(lambda x: jnp.take(x, rows, axis=0), batch)
+            split = jax.tree.map(lambda x: x.reshape((K, M, B // (K * M)) + x.shape[1:]), b)
+            return jax.lax.scan(one_minibatch, state, split)
+
+        state, mets = jax.lax.scan(epoch, state, None, length=E)
+        return state, jax.tree.map(jnp.mean, mets)
+
+    return update
+
+
+def make_logprobs_fn(model_cfg, vocab_chunk: int = 0):
+    """`logprobs(params, batch-like) -> logp_BT` (for reference / recomputed old log-probs)."""
+    def fn(params, prompt_tokens, prompt_mask, completion_tokens, completion_mask):
+        return models.completion_logprobs(params, model_cfg, prompt_tokens, prompt_mask,
+                                          completion_tokens, completion_mask,
+                                          vocab_chunk=vocab_chunk or None)
+    return fn
