@@ -59,7 +59,7 @@ def _convert(owner: str, name: str, value: Any, kind: str):
     raise AssertionError(kind)
 
 
-def _validate(owner: str, spec: _Spec, values: Mapping[str, Any], dims: dict[str, int]):
+def validate_fields(owner: str, spec: _Spec, values: Mapping[str, Any], dims: dict[str, int]):
     """Converts `values` per `spec`, binding dimension letters in `dims` as it goes.
 
     A letter seen for the first time takes the field's size; a later mismatch raises a
@@ -149,7 +149,7 @@ class Rollout:
             if values[name] is None:
                 raise ValueError(f"Rollout.{name} is required")
         dims = {"G": int(group_size)}
-        out = _validate("Rollout", _ROLLOUT_SPEC, values, dims)
+        out = validate_fields("Rollout", _ROLLOUT_SPEC, values, dims)
         if dims["B"] != dims["P"] * dims["G"]:
             raise ValueError(
                 f"Rollout: B={dims['B']} rows but rewards are [P={dims['P']}, G={dims['G']}]; "
@@ -229,7 +229,7 @@ class Batch:
         for name, v in values.items():
             if v is None and name not in ("ref_logprobs", "rewards", "valid", "levels"):
                 raise ValueError(f"Batch.{name} is required")
-        return cls(**_validate("Batch", _BATCH_SPEC, values, {}))
+        return cls(**validate_fields("Batch", _BATCH_SPEC, values, {}))
 
     @property
     def batch_size(self) -> int:

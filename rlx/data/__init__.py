@@ -9,7 +9,7 @@ use so that `import rlx.data` stays light.
 
 import importlib
 
-from rlx.data import arithmetic, countdown, gsm8k, iterators, knights_knaves, templates
+from rlx.data import arithmetic, countdown, gsm8k, iterators, knights_knaves, preference, templates
 from rlx.data.iterators import (
     EpochIterator,
     GeneratedSource,
@@ -22,7 +22,7 @@ from rlx.data.templates import render
 
 __all__ = [
     "EpochIterator", "GeneratedSource", "ListSource", "MixtureIterator", "MultiSource", "StreamIterator",
-    "arithmetic", "countdown", "gsm8k", "iterators", "knights_knaves", "render", "templates",
+    "arithmetic", "countdown", "gsm8k", "iterators", "knights_knaves", "preference", "render", "templates",
     "tfds_builders",
 ]
 
