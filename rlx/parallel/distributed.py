@@ -36,6 +36,9 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
     if coordinator is not None and (num_processes is None or process_id is None):
         raise ValueError("a coordinator address needs num_processes and process_id "
                          "(or RLX_NUM_PROCESSES and RLX_PROCESS_ID)")
+    # CPU hosts need a collectives backend for cross-process reductions (TPU/GPU have
+    # their own); the setting only affects the CPU client.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                process_id=process_id)
     _initialized = True

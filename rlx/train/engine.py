@@ -226,7 +226,7 @@ class Engine:
                 rewards=self.put(rewards_PG.reshape(B)), valid=self.put(valid_PG.reshape(B)))
             t1 = time.perf_counter()
             self.state, upd = self._update(self.state, batch)
-            upd = jax.device_get(upd)
+            upd = {k: to_host(v) for k, v in upd.items()}
         t_train = time.perf_counter() - t1
         if self.dump_state is not None:
             self.dump_state = dump.update(self.dump_state, np.repeat(groups["source_ids"], G),
@@ -234,7 +234,7 @@ class Engine:
         m = rollout_metrics(groups["rewards"], groups["success"], flat["lengths"], flat["finish_reason"],
                             valid_PG, tuple(c.log.pass_k))
         m.update({k: float(v) for k, v in upd.items()})
-        m.update({f"adv/{k}": float(v) for k, v in est_metrics.items()})
+        m.update({f"adv/{k}": float(to_host(v)) for k, v in est_metrics.items()})
         m.update(info)
         m["time/train"] = t_train
         m["time/step"] = time.perf_counter() - t0
@@ -243,7 +243,7 @@ class Engine:
                                               / max(t_train, 1e-9))
         if self.dump_state is not None:
             for k, v in dump.metrics(self.dump_state, c.data.dump_c, c.data.dump_tau).items():
-                for j, x in enumerate(np.asarray(v)):
+                for j, x in enumerate(to_host(v)):
                     m[f"{k}/{j}"] = float(x)
         return m
 
@@ -294,8 +294,10 @@ class Engine:
             self.save()
         self.ckpt.wait()
         self.writer.write(self.step, {"eval/accuracy_final": acc1})
-        if c.checkpoint.export_hf and jax.process_index() == 0:
-            models.to_hf(jax.device_get(self.state.params), self.model_cfg, os.path.join(self.run_dir, "hf"))
+        if c.checkpoint.export_hf:
+            params = jax.tree.map(to_host, self.state.params)
+            if jax.process_index() == 0:
+                models.to_hf(params, self.model_cfg, os.path.join(self.run_dir, "hf"))
         return {"accuracy_before": acc0, "accuracy_after": acc1, "history": history, "run_dir": self.run_dir}
 
     def close(self) -> None:

@@ -66,6 +66,7 @@ def advantages_for(rl, rewards_PG: np.ndarray, valid_PG: np.ndarray, groups: dic
 
 def _sequence_view(adv_BT, mask_BT, P: int, G: int) -> np.ndarray:
     """Each response's scalar advantage (token mean; what DUMP's scheduler consumes)."""
+    from rlx.train.rollout import to_host
     m = mask_BT.astype(jnp.float32)
     seq = jnp.sum(jnp.where(mask_BT, adv_BT, 0.0), 1) / jnp.maximum(jnp.sum(m, 1), 1.0)
-    return np.asarray(seq).reshape(P, G)
+    return to_host(seq).reshape(P, G)

@@ -24,10 +24,12 @@ from rlx.train import data as tdata
 
 def to_host(x) -> np.ndarray:
     """A (possibly multi-host sharded) array as a full numpy array on every process."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(jax.device_get(x))
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return np.asarray(jax.device_get(x))
+    if x.is_fully_replicated:
+        return np.asarray(x.addressable_data(0))
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def success_of(task: str, rewards_N: np.ndarray, comps_CN: np.ndarray | None) -> np.ndarray:

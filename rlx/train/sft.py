@@ -85,8 +85,10 @@ def warm_start(engine, params):
         params, opt_state, loss = step(params, opt_state, *(engine.put(x[sl]) for x in data))
         if i % 10 == 0 or i == c.sft.steps - 1:
             bar.set_postfix(nll=f"{float(loss):.3f}", refresh=False)
+    from rlx.train.rollout import to_host
+    host = jax.tree.map(to_host, params)
     if jax.process_index() == 0:
-        models.to_hf(jax.device_get(params), cfg, cache)
+        models.to_hf(host, cfg, cache)
         with open(stamp, "w") as f:
             json.dump(settings, f)
     return params
