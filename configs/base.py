@@ -66,6 +66,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.overlong_cache = 0              # DAPO overlong shaping window L_cache in tokens (0 = off)
     c.rl.recompute_old_logprobs = False  # recompute log pi_old with the trainer (else sampler's)
 
+    # ------------------------------------------------------------------ preference losses
+    # Used when rl.loss is a preference loss (rlx.losses.preference_names(): dpo, ipo, ...).
+    c.pref = ml_collections.ConfigDict()
+    c.pref.source = "online"             # online: best vs worst of G policy samples (task reward);
+                                         # offline: gold vs corrupted-answer completions (or pref.path)
+    c.pref.path = ""                     # offline: local JSONL of {"prompt", "chosen", "rejected"}
+    c.pref.average_logps = False         # token-mean instead of summed sequence log-probs
+
     # ------------------------------------------------------------------ optimizer
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "adamw"           # adamw | adam | sgd

@@ -117,6 +117,16 @@ def test_config_errors_name_the_key(tmp_path):
         apply_overrides(c, ["rl.group_size=abc"])
 
 
+def test_changing_the_loss_resets_its_kwargs():
+    c = load_config(QUICKSTART)
+    apply_overrides(c, ["rl.loss=gspo"])                    # ppo_clip's eps 0.2 must not leak into gspo
+    assert dict(c.rl.loss_kwargs) == {}
+    validate(c)
+    c = load_config(QUICKSTART)
+    apply_overrides(c, ["rl.loss=gspo", "rl.loss_kwargs.eps_low=1e-3"])
+    assert dict(c.rl.loss_kwargs) == {"eps_low": 1e-3, "eps_high": 0.2}
+
+
 def test_cli_reports_config_errors(capsys):
     from rlx.train.__main__ import main
     with pytest.raises(SystemExit) as e:
@@ -134,3 +144,26 @@ def test_all_algorithm_configs_validate():
     for n in names:
         c = validate(load_config(os.path.join(ROOT, "configs", f"{n}.py")))
         json.loads(c.to_json_best_effort())
+
+
+@pytest.mark.parametrize("source", ["online", "offline"])
+def test_preference_path_trains_dpo(tmp_path, source):
+    c = small_config(tmp_path / source, "rl.loss=dpo", "rl.minibatches=1",
+                     f"pref.source={source}", "train.steps=3", "checkpoint.interval=0", "data.eval_prompts=0")
+    e, _ = _run(c)
+    recs = read_jsonl(str(tmp_path / source / "metrics.jsonl"))
+    steps = [r for r in recs if r["step"] > 0 and "loss" in r]
+    assert len(steps) == 3
+    # The first step compares pi = pi_ref: margins 0, loss log 2 (a hand value of DPO at h = 0).
+    assert abs(steps[0]["loss"] - np.log(2)) < 1e-5 and abs(steps[0]["reward_margin"]) < 1e-6
+    assert steps[-1]["loss"] != steps[0]["loss"]
+    assert e.ref_params is not None
+
+
+def test_preference_pairs_from_file(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"prompt": "1+1=", "chosen": "2", "rejected": "3"}\n{"prompt": "2+2=", "chosen": "4"}\n')
+    c = small_config(tmp_path / "f", "rl.loss=ipo", "rl.minibatches=1", "pref.source=offline",
+                     f"pref.path={path}", "train.steps=1", "data.eval_prompts=0")
+    with pytest.raises(ValueError, match=r"pairs.jsonl:2: missing or non-string field\(s\) \['rejected'\]"):
+        Engine(c)

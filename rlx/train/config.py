@@ -78,8 +78,23 @@ def _parse_value(key: str, text: str, current: Any):
     return value
 
 
+_KWARGS_OF = {"rl.loss": "rl.loss_kwargs", "rl.estimator": "rl.estimator_kwargs"}
+
+
 def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> None:
-    """Applies `key.path=value` overrides (a leading `--config.` is optional) in place."""
+    """Applies `key.path=value` overrides (a leading `--config.` is optional) in place.
+
+    Keyword arguments belong to the function they configure: overriding `rl.loss` (or
+    `rl.estimator`) to a different name resets `rl.loss_kwargs` (`rl.estimator_kwargs`)
+    to empty — the new function's defaults — unless the same command line sets some.
+    """
+    keys = [o[len("--config."):] if o.startswith("--config.") else o for o in overrides]
+    for fn_key, kw_key in _KWARGS_OF.items():
+        new = [k.split("=", 1)[1] for k in keys if k.split("=", 1)[0] == fn_key]
+        if new and new[-1] != _get(config, fn_key) and not any(k.startswith(kw_key + ".") for k in keys):
+            section, leaf = kw_key.split(".")
+            with config.unlocked() if hasattr(config, "unlocked") else _null():
+                config[section][leaf] = ml_collections.ConfigDict()
     for item in overrides:
         text = item[len("--config."):] if item.startswith("--config.") else item
         if "=" not in text:
@@ -198,8 +213,27 @@ def _value_checks(c) -> list[str]:
     else:
         _kwargs_check(e, "rl.estimator_kwargs", advantages.get(r.estimator), r.estimator_kwargs,
                       f"estimator {r.estimator!r}")
-    if r.loss not in losses.names():
-        e.append(f"config.rl.loss: unknown loss {r.loss!r}; known: {', '.join(losses.names())}")
+    pref = r.loss in losses.preference_names()
+    if not pref and r.loss not in losses.names():
+        e.append(f"config.rl.loss: unknown loss {r.loss!r}; known: "
+                 f"{', '.join(losses.names() + losses.preference_names())}")
+    elif pref:
+        fn = losses.preference_get(r.loss)
+        ps = list(inspect.signature(fn).parameters.values())
+        required = [p.name for p in ps[4:] if p.default is p.empty and p.kind != p.VAR_KEYWORD]
+        if len(ps) < 4 or required:
+            e.append(f"config.rl.loss: preference loss {r.loss!r} needs inputs beyond the four sequence "
+                     f"log-probs ({', '.join(required)}); the engine trains pairwise losses only")
+        _kwargs_check(e, "rl.loss_kwargs", fn, r.loss_kwargs, f"loss {r.loss!r}")
+        need(c.pref.source in ("online", "offline"), "pref.source", "must be 'online' or 'offline'")
+        if c.pref.source == "offline" and not c.pref.path:
+            need(c.data.task in ("arithmetic", "knights_knaves", "kk_files", "gsm8k"), "data.task",
+                 "offline preference pairs are generated for arithmetic, knights_knaves, kk_files and gsm8k "
+                 "(give pref.path for other tasks)")
+        need(r.minibatches == 1 and r.micro_batches == 1, "rl.minibatches",
+             "preference training takes one minibatch per epoch (minibatches = micro_batches = 1)")
+        if c.pref.source == "online":
+            need(r.group_size >= 2, "rl.group_size", "online preference pairs need group_size >= 2")
     else:
         _kwargs_check(e, "rl.loss_kwargs", losses.get(r.loss), r.loss_kwargs, f"loss {r.loss!r}")
     need(r.agg in AGG_MODES, "rl.agg", f"must be one of {AGG_MODES}")

@@ -34,6 +34,7 @@ from rlx import losses, models, parallel, sampling
 from rlx.curriculum import dump, dynamic, recovery
 from rlx.train import data as tdata
 from rlx.train import estimate, sft
+from rlx.train import preference as tpref
 from rlx.train.build import build_model, build_sampler_config, build_tokenizer
 from rlx.train.checkpoint import Checkpointer, abstract_like
 from rlx.train.metrics import MetricWriter
@@ -84,7 +85,8 @@ class Engine:
             state = jax.jit(lambda p: TrainState.create(p, self.optimizer, k_state))(params)
         self.state_sh = jax.tree.map(lambda x: x.sharding, state)
         self.state = state
-        self.ref_params = params if c.rl.kl_coef > 0 else None
+        self.preference = tpref.is_preference(c.rl.loss)
+        self.ref_params = params if (c.rl.kl_coef > 0 or self.preference) else None
         self.dump_state = (dump.init(len(self.train_src.sizes), c.data.dump_window)
                            if c.data.curriculum == "dump" else None)
         # Small state lives replicated on the mesh (so checkpoints restore it there).
@@ -97,6 +99,13 @@ class Engine:
         self._update = jax.jit(make_update(self.model_cfg, self.spec, self.optimizer),
                                out_shardings=(self.state_sh, None), donate_argnums=(0,))
         self._logprobs = jax.jit(make_logprobs_fn(self.model_cfg, c.model.vocab_chunk))
+        if self.preference:
+            upd, ref = tpref.make_pref_update(
+                self.model_cfg, c.rl.loss, tuple(sorted(dict(c.rl.loss_kwargs).items())), self.optimizer,
+                epochs=c.rl.epochs, average=c.pref.average_logps, vocab_chunk=c.model.vocab_chunk)
+            self._pref_update = jax.jit(upd, out_shardings=(self.state_sh, None), donate_argnums=(0,))
+            self._pref_ref = jax.jit(ref)
+            self._pairs = tpref.load_pairs(c.pref.path) if c.pref.path else None
         self.ckpt = Checkpointer(os.path.join(self.run_dir, "checkpoints"), keep=c.checkpoint.keep,
                                  async_save=c.checkpoint.async_save)
         restored = self._restore() if resume else None
@@ -186,8 +195,52 @@ class Engine:
                   "components": (C, G), "cluster_ids": (G,), "source_ids": (), "example_ids": ()}
         return {k: np.zeros(s, _CARRY_DTYPES.get(k, np.float32)) for k, s in shapes.items()}
 
+    def preference_step(self) -> dict:
+        """One step of a preference loss on offline or on-policy pairs (rlx.train.preference)."""
+        c = self.config
+        t0 = time.perf_counter()
+        key = jax.random.fold_in(self.data_key, self.step)
+        P, m = c.rl.prompts_per_step, {}
+        if c.pref.source == "online":
+            groups, info = self._round(key, P)
+            pairs, valid = tpref.online_pairs(groups)
+            b = tpref.PreferenceBatch(*(self.put(pairs[k]) for k in (
+                "prompt_tokens", "prompt_mask", "chosen_tokens", "chosen_mask", "rejected_tokens",
+                "rejected_mask")), self.put(valid))
+            P_, G = groups["rewards"].shape
+            m.update(rollout_metrics(groups["rewards"], groups["success"], groups["lengths"].reshape(-1),
+                                     groups["finish_reason"].reshape(-1), np.ones((P_, G), bool),
+                                     tuple(c.log.pass_k)))
+            m.update(info)
+        else:
+            rng = np.random.default_rng([c.seed, self.step])
+            if self._pairs is not None:
+                idx = rng.integers(0, len(self._pairs), P)
+                recs = [self._pairs[i] for i in idx]
+                prompts, chosen, rejected = ([r[k] for r in recs] for k in ("prompt", "chosen", "rejected"))
+            else:
+                src, ex = tdata.select_prompts(key, self.train_src.sizes, P, "uniform")
+                examples = self.train_src.lookup(src, ex)
+                prompts = [e["prompt"] for e in examples]
+                chosen = [tdata.demonstration(e) for e in examples]
+                rejected = [tpref.corrupt(e, rng) for e in examples]
+            valid = np.ones(P, bool)
+            b = tpref.pair_batch(self, prompts, chosen, rejected, valid)
+        with self.mesh:
+            ref_c, ref_r = self._pref_ref(self.ref_params, b)
+            t1 = time.perf_counter()
+            self.state, upd = self._pref_update(self.state, b, ref_c, ref_r)
+            upd = {k: to_host(v) for k, v in upd.items()}
+        m.update({k: float(v) for k, v in upd.items()})
+        m["pairs/valid_frac"] = float(np.mean(valid))
+        m["time/train"] = time.perf_counter() - t1
+        m["time/step"] = time.perf_counter() - t0
+        return m
+
     def rl_step(self) -> dict:
         c = self.config
+        if self.preference:
+            return self.preference_step()
         t0 = time.perf_counter()
         key = jax.random.fold_in(self.data_key, self.step)
         groups, valid_P, info = self.collect(key)
@@ -280,7 +333,8 @@ class Engine:
             if self.step % c.log.every == 0:
                 history.append(self.writer.write(self.step, m))
             bar.update(1)
-            bar.set_postfix(reward=f"{m['reward/mean']:.3f}", acc=f"{m['accuracy']:.2f}", refresh=False)
+            bar.set_postfix({k: f"{m[k]:.3f}" for k in ("reward/mean", "accuracy", "loss") if k in m},
+                            refresh=False)
             if c.checkpoint.interval and self.step % c.checkpoint.interval == 0:
                 self.save()
             if stop_after is not None and self.step - start >= stop_after:
