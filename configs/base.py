@@ -66,6 +66,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.overlong_cache = 0              # DAPO overlong shaping window L_cache in tokens (0 = off)
     c.rl.recompute_old_logprobs = False  # recompute log pi_old with the trainer (else sampler's)
 
+    # ------------------------------------------------------------------ critic (PPO)
+    # Used when rl.estimator is gae or egae: a value network (the policy's architecture,
+    # initialized from it, plus a scalar head) trained on the GAE returns.
+    c.critic = ml_collections.ConfigDict()
+    c.critic.lr = 5e-5                   # critic Adam learning rate (constant)
+    c.critic.value_clip = 0.2            # clipped value loss range eps_v
+    c.critic.max_grad_norm = 1.0         # critic gradient clipping (0 = off)
+
     # ------------------------------------------------------------------ preference losses
     # Used when rl.loss is a preference loss (rlx.losses.preference_names(): dpo, ipo, ...).
     c.pref = ml_collections.ConfigDict()

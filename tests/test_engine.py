@@ -124,7 +124,7 @@ def test_changing_the_loss_resets_its_kwargs():
     validate(c)
     c = load_config(QUICKSTART)
     apply_overrides(c, ["rl.loss=gspo", "rl.loss_kwargs.eps_low=1e-3"])
-    assert dict(c.rl.loss_kwargs) == {"eps_low": 1e-3, "eps_high": 0.2}
+    assert dict(c.rl.loss_kwargs) == {"eps_low": 1e-3}
 
 
 def test_cli_reports_config_errors(capsys):
@@ -167,3 +167,17 @@ def test_preference_pairs_from_file(tmp_path):
                      f"pref.path={path}", "train.steps=1", "data.eval_prompts=0")
     with pytest.raises(ValueError, match=r"pairs.jsonl:2: missing or non-string field\(s\) \['rejected'\]"):
         Engine(c)
+
+
+@pytest.mark.parametrize("estimator", ["gae", "egae"])
+def test_ppo_with_critic(tmp_path, estimator):
+    c = small_config(tmp_path / estimator, f"rl.estimator={estimator}", "rl.estimator_kwargs.lam=0.95",
+                     "train.steps=2", "checkpoint.interval=0", "data.eval_prompts=0", "critic.lr=1e-3")
+    e = Engine(c)
+    head0 = np.asarray(e.critic.params["head"]["w"])
+    assert not head0.any()                          # zero-initialized value head
+    e.run()
+    e.close()
+    recs = [r for r in read_jsonl(str(tmp_path / estimator / "metrics.jsonl")) if "critic/loss" in r]
+    assert len(recs) == 2 and all(np.isfinite(r["critic/loss"]) for r in recs)
+    assert np.abs(np.asarray(e.critic.params["head"]["w"])).sum() > 0   # the critic learned

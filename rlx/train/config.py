@@ -86,12 +86,13 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
 
     Keyword arguments belong to the function they configure: overriding `rl.loss` (or
     `rl.estimator`) to a different name resets `rl.loss_kwargs` (`rl.estimator_kwargs`)
-    to empty — the new function's defaults — unless the same command line sets some.
+    to empty — the new function's defaults — before the command line's own
+    `rl.loss_kwargs.<name>=...` overrides apply.
     """
     keys = [o[len("--config."):] if o.startswith("--config.") else o for o in overrides]
     for fn_key, kw_key in _KWARGS_OF.items():
         new = [k.split("=", 1)[1] for k in keys if k.split("=", 1)[0] == fn_key]
-        if new and new[-1] != _get(config, fn_key) and not any(k.startswith(kw_key + ".") for k in keys):
+        if new and new[-1] != _get(config, fn_key):
             section, leaf = kw_key.split(".")
             with config.unlocked() if hasattr(config, "unlocked") else _null():
                 config[section][leaf] = ml_collections.ConfigDict()
@@ -213,6 +214,8 @@ def _value_checks(c) -> list[str]:
     else:
         _kwargs_check(e, "rl.estimator_kwargs", advantages.get(r.estimator), r.estimator_kwargs,
                       f"estimator {r.estimator!r}")
+        if r.estimator == "egae" and "bootstrap" in r.estimator_kwargs:
+            e.append("config.rl.estimator_kwargs.bootstrap: set by the engine (the critic's value at the cut)")
     pref = r.loss in losses.preference_names()
     if not pref and r.loss not in losses.names():
         e.append(f"config.rl.loss: unknown loss {r.loss!r}; known: "
@@ -237,6 +240,9 @@ def _value_checks(c) -> list[str]:
     else:
         _kwargs_check(e, "rl.loss_kwargs", losses.get(r.loss), r.loss_kwargs, f"loss {r.loss!r}")
     need(r.agg in AGG_MODES, "rl.agg", f"must be one of {AGG_MODES}")
+    need(c.critic.lr > 0, "critic.lr", "must be > 0")
+    need(c.critic.value_clip > 0, "critic.value_clip", "must be > 0")
+    need(c.critic.max_grad_norm >= 0, "critic.max_grad_norm", "must be >= 0")
     need(r.kl_coef >= 0, "rl.kl_coef", "must be >= 0")
     need(r.kl_kind in ("k1", "k2", "k3", "abs"), "rl.kl_kind", "must be k1, k2, k3 or abs")
     need(r.kl_placement in ("loss", "reward"), "rl.kl_placement", "must be 'loss' or 'reward'")

@@ -28,10 +28,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from tqdm import tqdm
 
 from rlx import losses, models, parallel, sampling
 from rlx.curriculum import dump, dynamic, recovery
+from rlx.train import critic as tcritic
 from rlx.train import data as tdata
 from rlx.train import estimate, sft
 from rlx.train import preference as tpref
@@ -87,6 +89,17 @@ class Engine:
         self.state = state
         self.preference = tpref.is_preference(c.rl.loss)
         self.ref_params = params if (c.rl.kl_coef > 0 or self.preference) else None
+        self.critic = None
+        if c.rl.estimator in estimate.CRITIC_ESTIMATORS and not self.preference:
+            copt = optax.adam(c.critic.lr)
+            if c.critic.max_grad_norm:
+                copt = optax.chain(optax.clip_by_global_norm(c.critic.max_grad_norm), copt)
+            with self.mesh:
+                self.critic = jax.jit(lambda p: tcritic.init_critic(p, self.model_cfg, copt))(params)
+            self._values = jax.jit(lambda cp, *a: tcritic.values(cp, self.model_cfg, *a))
+            self._critic_update = jax.jit(tcritic.make_critic_update(
+                self.model_cfg, copt, clip=c.critic.value_clip, agg=c.rl.agg, epochs=c.rl.epochs,
+                minibatches=c.rl.minibatches, group_size=c.rl.group_size), donate_argnums=(0,))
         self.dump_state = (dump.init(len(self.train_src.sizes), c.data.dump_window)
                            if c.data.curriculum == "dump" else None)
         # Small state lives replicated on the mesh (so checkpoints restore it there).
@@ -128,6 +141,8 @@ class Engine:
             tree["ref_params"] = self.ref_params
         if self.dump_state is not None:
             tree["dump"] = self.dump_state
+        if self.critic is not None:
+            tree["critic"] = self.critic
         return tree
 
     def save(self) -> None:
@@ -145,6 +160,7 @@ class Engine:
         self.state, self.sampler_state = tree["train"], tree["sampler"]
         self.ref_params = tree.get("ref_params", self.ref_params)
         self.dump_state = tree.get("dump", self.dump_state)
+        self.critic = tree.get("critic", self.critic)
         self.carry = None if meta.get("carry") is None else {
             k: np.asarray(v, dtype=_CARRY_DTYPES.get(k, np.float32)) for k, v in meta["carry"].items()}
         self.step = int(meta["step"])
@@ -270,8 +286,12 @@ class Engine:
                     kl_B = to_host(jnp.sum(jnp.where(dev["completion_mask"],
                                                      losses.kl(old, ref, c.rl.kl_kind), 0.0), axis=1))
                     rewards_PG = rewards_PG - c.rl.kl_coef * kl_B.reshape(P, G)
-            adv_BT, adv_PG, est_metrics = estimate.advantages_for(
-                c.rl, rewards_PG, valid_PG, groups, flat, old, dev["completion_mask"])
+            values = None
+            if self.critic is not None:
+                values = self._values(self.critic.params, dev["prompt_tokens"], dev["prompt_mask"],
+                                      dev["completion_tokens"], dev["completion_mask"])
+            adv_BT, adv_PG, est_metrics, returns = estimate.advantages_for(
+                c.rl, rewards_PG, valid_PG, groups, flat, old, dev["completion_mask"], values)
             batch = Batch.create(
                 prompt_tokens=dev["prompt_tokens"], prompt_mask=dev["prompt_mask"],
                 completion_tokens=dev["completion_tokens"], completion_mask=dev["completion_mask"],
@@ -279,6 +299,10 @@ class Engine:
                 rewards=self.put(rewards_PG.reshape(B)), valid=self.put(valid_PG.reshape(B)))
             t1 = time.perf_counter()
             self.state, upd = self._update(self.state, batch)
+            if self.critic is not None:
+                ckey = jax.random.fold_in(jax.random.fold_in(self.data_key, self.step), 1 << 20)
+                self.critic, cmet = self._critic_update(self.critic, ckey, batch, returns, values)
+                upd.update(cmet)
             upd = {k: to_host(v) for k, v in upd.items()}
         t_train = time.perf_counter() - t1
         if self.dump_state is not None:

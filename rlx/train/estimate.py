@@ -9,9 +9,11 @@ signature names, from what a rollout holds:
   seq_logp [P, G]                  unlikeliness (mean token log pi_old of each sample)
   cluster_ids [P, G]               seed_grpo (samples with the same final answer)
   rewards [B, T], mask [B, T]      reinforce_pp (outcome score on the last token)
+  + values [B, T] (the critic)      gae, egae (PPO; truncated = finished by length);
+                                   also returns the critic's regression targets
 
-Estimators that need what an RL batch of single-turn completions does not have — a
-value function (gae, egae), multi-step trajectories (gigpo), budgets (brpo), exit
+Estimators that need what an RL batch of single-turn completions does not have —
+multi-step trajectories (gigpo), budgets (brpo), exit
 positions (s_grpo), per-prompt state (single_stream, history_length), Monte-Carlo
 values (spo_*) — are used as functions directly or through their own orchestration;
 `ENGINE_ESTIMATORS` lists what a config can name, and validation rejects the rest.
@@ -28,12 +30,14 @@ from rlx import advantages
 
 ENGINE_ESTIMATORS = ("grpo", "dr_grpo", "rloo", "lite_ppo", "ngrpo", "bnpo", "hardness_weighted",
                      "kalman", "opo", "passk", "unlikeliness", "seed_grpo", "reinforce_pp",
-                     "reinforce_pp_baseline")
+                     "reinforce_pp_baseline", "gae", "egae")
+CRITIC_ESTIMATORS = ("gae", "egae")
 
 
 def advantages_for(rl, rewards_PG: np.ndarray, valid_PG: np.ndarray, groups: dict, flat: dict,
-                   old_logp_BT, mask_BT):
-    """(token advantages [B, T] device array, sequence advantages [P, G] numpy, metrics)."""
+                   old_logp_BT, mask_BT, values_BT=None):
+    """(token advantages [B, T] device array, sequence advantages [P, G] numpy, metrics,
+    critic returns [B, T] or None)."""
     name = rl.estimator
     if name not in ENGINE_ESTIMATORS:
         raise ValueError(f"config.rl.estimator: {name!r} cannot be driven by the RL engine "
@@ -43,7 +47,18 @@ def advantages_for(rl, rewards_PG: np.ndarray, valid_PG: np.ndarray, groups: dic
     P, G = rewards_PG.shape
     params = inspect.signature(fn).parameters
     mask = jnp.asarray(mask_BT)
-    if name == "reinforce_pp":
+    returns = None
+    if name in CRITIC_ESTIMATORS:
+        scores = jnp.asarray(np.where(valid_PG, rewards_PG, 0.0).reshape(P * G))
+        tok_r = advantages.outcome_token_rewards(scores, mask)
+        if name == "egae":
+            trunc = jnp.asarray(flat["finish_reason"] == 1)
+            adv_BT, metrics = fn(tok_r, values_BT, mask, trunc, **kw)
+        else:
+            adv_BT, metrics = fn(tok_r, values_BT, mask, **kw)
+        g = {k: kw[k] for k in ("gamma", "lam") if k in kw}
+        _, returns = advantages.gae_advantages_and_returns(tok_r, values_BT, mask, **g)
+    elif name == "reinforce_pp":
         tok_r = advantages.outcome_token_rewards(jnp.asarray(rewards_PG.reshape(P * G)), mask)
         adv_BT, metrics = fn(tok_r, mask, **kw)
     elif name == "reinforce_pp_baseline":
@@ -61,7 +76,7 @@ def advantages_for(rl, rewards_PG: np.ndarray, valid_PG: np.ndarray, groups: dic
         adv_PG, metrics = fn(**args, **kw)
         adv_BT = advantages.to_tokens(adv_PG, mask)
     seq_PG = _sequence_view(adv_BT, mask, P, G)
-    return adv_BT, seq_PG, metrics
+    return adv_BT, seq_PG, metrics, returns
 
 
 def _sequence_view(adv_BT, mask_BT, P: int, G: int) -> np.ndarray:

@@ -1,0 +1,91 @@
+"""The value function (critic) for PPO with GAE: a transformer with a scalar head.
+
+Paper: "Proximal Policy Optimization Algorithms" (Schulman et al. 2017) with GAE
+("High-Dimensional Continuous Control Using Generalized Advantage Estimation"); the LLM
+recipe of verl / OpenRLHF: a separate critic network, token-level rewards (the outcome
+score on the last response token, minus the KL penalty when it is folded into the
+reward), advantages and returns from GAE, a clipped value loss
+
+    L_V = 0.5 * agg( max((V - R)^2, (clip(V, V_old - eps_v, V_old + eps_v) - R)^2) )
+
+(eps_v = `critic.value_clip`, 0.2 in verl), trained by its own optimizer on the same
+epochs x minibatches schedule as the policy.
+
+Critic params: {"trunk": transformer params (initialized from the policy), "head":
+{"w": [D], "b": []} (zeros)}. V_t is the value of the state before completion token t:
+the trunk's hidden state at column Lp - 1 + t projected by the head.
+"""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from rlx import losses, models
+
+
+@flax.struct.dataclass
+class CriticState:
+    params: dict
+    opt_state: optax.OptState
+
+
+def init_critic(policy_params, cfg, optimizer) -> CriticState:
+    D = cfg.hidden_size
+    params = {"trunk": jax.tree.map(jnp.array, policy_params),
+              "head": {"w": jnp.zeros((D,), jnp.float32), "b": jnp.zeros((), jnp.float32)}}
+    return CriticState(params, optimizer.init(params))
+
+
+def values(params, cfg, prompt_tokens, prompt_mask, completion_tokens, completion_mask):
+    """float32 V [B, T] (0 where the completion mask is False)."""
+    Lp, T = prompt_tokens.shape[1], completion_tokens.shape[1]
+    tokens = jnp.concatenate([prompt_tokens, completion_tokens], axis=1)
+    mask = jnp.concatenate([prompt_mask.astype(bool), completion_mask.astype(bool)], axis=1)
+    h = models.hidden_states(params["trunk"], cfg, tokens, attention_mask_BL=mask)[:, Lp - 1:Lp - 1 + T]
+    v = jnp.einsum("btd,d->bt", h.astype(jnp.float32), params["head"]["w"]) + params["head"]["b"]
+    return jnp.where(completion_mask, v, 0.0)
+
+
+def value_loss(params, cfg, b, returns, old_values, *, clip: float, agg: str, denominator=None):
+    v = values(params, cfg, b.prompt_tokens, b.prompt_mask, b.completion_tokens, b.completion_mask)
+    clipped = old_values + jnp.clip(v - old_values, -clip, clip)
+    per_tok = 0.5 * jnp.maximum(jnp.square(v - returns), jnp.square(clipped - returns))
+    mask = b.completion_mask
+    loss = losses.aggregate(per_tok, mask, agg, denominator=denominator)
+    frac = losses.aggregate((jnp.abs(v - old_values) > clip).astype(jnp.float32), mask, "token-mean")
+    return loss, {"critic/loss": loss, "critic/clip_frac": frac,
+                  "critic/value_mean": losses.aggregate(v, mask, "token-mean")}
+
+
+def make_critic_update(cfg, optimizer, *, clip: float, agg: str, epochs: int, minibatches: int,
+                       group_size: int):
+    """`update(cstate, key, batch, returns, old_values) -> (cstate, metrics)`."""
+    K, G = minibatches, group_size
+
+    def update(cs: CriticState, key, b, returns, old_values):
+        B = returns.shape[0]
+        P = B // G
+        data = (b, returns, old_values)
+
+        def epoch(cs, k):
+            d = data
+            if K > 1 or epochs > 1:
+                rows = (jax.random.permutation(k, P)[:, None] * G + jnp.arange(G)[None, :]).reshape(B)
+                d = jax.tree.map(lambda x: jnp.take(x, rows, axis=0), data)
+            split = jax.tree.map(lambda x: x.reshape((K, B // K) + x.shape[1:]), d)
+
+            def mb(cs, x):
+                (_, met), g = jax.value_and_grad(value_loss, has_aux=True)(
+                    cs.params, cfg, x[0], x[1], x[2], clip=clip, agg=agg)
+                u, opt = optimizer.update(g, cs.opt_state, cs.params)
+                return CriticState(optax.apply_updates(cs.params, u), opt), met
+
+            return jax.lax.scan(mb, cs, split)
+
+        cs, mets = jax.lax.scan(epoch, cs, jax.random.split(key, epochs))
+        return cs, jax.tree.map(jnp.mean, mets)
+
+    return update
