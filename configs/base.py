@@ -74,6 +74,21 @@ def get_config() -> ml_collections.ConfigDict:
     c.critic.value_clip = 0.2            # clipped value loss range eps_v
     c.critic.max_grad_norm = 1.0         # critic gradient clipping (0 = off)
 
+    # ------------------------------------------------------------------ SPO (segment credit assignment)
+    # Used when rl.estimator is spo_chain or spo_tree (rlx.train.spo).
+    c.spo = ml_collections.ConfigDict()
+    c.spo.threshold = 0.9                # low-probability token threshold (cutpoints, probability mask)
+    c.spo.cutpoint_interval = 5          # chain: keep every k-th candidate cutpoint
+    c.spo.num_cuts = 8                   # chain: at most this many cutpoints per response (static)
+    c.spo.mc_samples = 9                 # chain: K continuations per cutpoint (9 GSM8K, 4 long CoT)
+    c.spo.branching = (6, 6, 6)          # tree: children per node at each level
+    c.spo.segment_len = 30               # tree: tokens per segment above the last level (30 GSM8K)
+    c.spo.tree_mode = "rloo"             # tree: rloo (V(child) - V(parent)) | grpo (/ siblings' std)
+    c.spo.train_edges = 64               # tree: edges drawn from the replay buffer per step
+    c.spo.replay_capacity = 4096         # tree: edge replay buffer size
+    c.spo.replay_max_age = 8             # tree: edges live this many iterations
+    c.spo.replay_per_question = 32       # tree: at most this many edges per question per draw
+
     # ------------------------------------------------------------------ preference losses
     # Used when rl.loss is a preference loss (rlx.losses.preference_names(): dpo, ipo, ...).
     c.pref = ml_collections.ConfigDict()

@@ -187,6 +187,7 @@ _BATCH_SPEC: _Spec = {
     "rewards": (("B",), "float"),
     "valid": (("B",), "bool"),
     "levels": (("B",), "int"),
+    "loss_mask": (("B", "T"), "bool"),
 }
 
 
@@ -206,6 +207,9 @@ class Batch:
       rewards            float32 [B] or None: scalar reward per row (group losses: DisCO, DRPO)
       valid              bool    [B] or None: rows that count (group losses)
       levels             int32   [B] or None: preference level per row (TRPA)
+      loss_mask          bool    [B, T] or None: tokens the loss counts, when they are
+                                          a subset of the completion (SPO's probability
+                                          mask); the forward always sees completion_mask
     """
     prompt_tokens: Any
     prompt_mask: Any
@@ -217,17 +221,19 @@ class Batch:
     rewards: Any = None
     valid: Any = None
     levels: Any = None
+    loss_mask: Any = None
 
     @classmethod
     def create(cls, *, prompt_tokens, prompt_mask, completion_tokens, completion_mask,
                advantages, old_logprobs, ref_logprobs=None, rewards=None, valid=None,
-               levels=None) -> Batch:
+               levels=None, loss_mask=None) -> Batch:
         values = dict(prompt_tokens=prompt_tokens, prompt_mask=prompt_mask,
                       completion_tokens=completion_tokens, completion_mask=completion_mask,
                       advantages=advantages, old_logprobs=old_logprobs,
-                      ref_logprobs=ref_logprobs, rewards=rewards, valid=valid, levels=levels)
+                      ref_logprobs=ref_logprobs, rewards=rewards, valid=valid, levels=levels,
+                      loss_mask=loss_mask)
         for name, v in values.items():
-            if v is None and name not in ("ref_logprobs", "rewards", "valid", "levels"):
+            if v is None and name not in ("ref_logprobs", "rewards", "valid", "levels", "loss_mask"):
                 raise ValueError(f"Batch.{name} is required")
         return cls(**validate_fields("Batch", _BATCH_SPEC, values, {}))
 

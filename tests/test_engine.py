@@ -181,3 +181,24 @@ def test_ppo_with_critic(tmp_path, estimator):
     recs = [r for r in read_jsonl(str(tmp_path / estimator / "metrics.jsonl")) if "critic/loss" in r]
     assert len(recs) == 2 and all(np.isfinite(r["critic/loss"]) for r in recs)
     assert np.abs(np.asarray(e.critic.params["head"]["w"])).sum() > 0   # the critic learned
+
+
+@pytest.mark.parametrize("name", ["spo_chain_cpu", "spo_tree_cpu"])
+def test_spo_engine_paths(tmp_path, name):
+    c = load_config(os.path.join(ROOT, "configs", f"{name}.py"))
+    apply_overrides(c, [f"run_dir={tmp_path / name}", "log.progress=False", "data.eval_prompts=0", "sft.steps=30",
+                        "sft.batch_size=32", "train.steps=2", "train.eval_every=0", "checkpoint.interval=2",
+                        "checkpoint.async_save=False", "mesh.shape=(1, 1, 1)", "rl.prompts_per_step=4"])
+    e, _ = _run(validate(c))
+    recs = [r for r in read_jsonl(str(tmp_path / name / "metrics.jsonl")) if r["step"] > 0 and "loss" in r]
+    assert len(recs) == 2 and all(np.isfinite(r["loss"]) for r in recs)
+    if name == "spo_chain_cpu":
+        for r in recs:   # identical states are evaluated once: never more states than cuts
+            assert 0 < r["spo/unique_states"] <= r["spo/cutpoints"] * 4 * c.rl.group_size
+    else:
+        assert all(r["spo/drawn_edges"] == r["spo/edges"] for r in recs)   # fresh buffer: all new edges drawn
+        assert e.edge_buffer is not None
+        restored = Engine(validate(c), resume=True)                       # the buffer is in the checkpoint
+        assert int(restored.step) == 2
+        np.testing.assert_array_equal(np.asarray(restored.edge_buffer.valid), np.asarray(e.edge_buffer.valid))
+        restored.close()

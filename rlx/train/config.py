@@ -240,6 +240,22 @@ def _value_checks(c) -> list[str]:
     else:
         _kwargs_check(e, "rl.loss_kwargs", losses.get(r.loss), r.loss_kwargs, f"loss {r.loss!r}")
     need(r.agg in AGG_MODES, "rl.agg", f"must be one of {AGG_MODES}")
+    sp = c.spo
+    need(0 < sp.threshold <= 1, "spo.threshold", "must be in (0, 1]")
+    need(sp.cutpoint_interval >= 1, "spo.cutpoint_interval", "must be >= 1")
+    need(sp.num_cuts >= 1, "spo.num_cuts", "must be >= 1")
+    need(sp.mc_samples >= 1, "spo.mc_samples", "must be >= 1")
+    need(len(sp.branching) >= 1 and min(sp.branching) >= 1, "spo.branching", "must be positive ints")
+    need(sp.tree_mode in ("rloo", "grpo"), "spo.tree_mode", "must be rloo or grpo")
+    need(1 <= sp.train_edges <= sp.replay_capacity, "spo.train_edges", "must be in [1, spo.replay_capacity]")
+    need(sp.replay_max_age >= 1 and sp.replay_per_question >= 1, "spo.replay_max_age",
+         "replay_max_age and replay_per_question must be >= 1")
+    if r.estimator == "spo_tree":
+        need(sp.train_edges % (r.minibatches * r.micro_batches) == 0, "spo.train_edges",
+             "must be divisible by rl.minibatches x rl.micro_batches")
+        need(c.sampler.max_new_tokens - (len(sp.branching) - 1) * sp.segment_len >= 1, "spo.segment_len",
+             "leaves no tokens of sampler.max_new_tokens for the last tree level")
+        need(not r.dynamic_sampling, "rl.dynamic_sampling", "does not apply to spo_tree")
     need(c.critic.lr > 0, "critic.lr", "must be > 0")
     need(c.critic.value_clip > 0, "critic.value_clip", "must be > 0")
     need(c.critic.max_grad_norm >= 0, "critic.max_grad_norm", "must be >= 0")

@@ -20,6 +20,7 @@ continues the same run exactly: metrics of a resumed run equal the uninterrupted
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -31,12 +32,13 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from rlx import losses, models, parallel, sampling
+from rlx import advantages, losses, models, parallel, sampling
 from rlx.curriculum import dump, dynamic, recovery
 from rlx.train import critic as tcritic
 from rlx.train import data as tdata
 from rlx.train import estimate, sft
 from rlx.train import preference as tpref
+from rlx.train import spo as tspo
 from rlx.train.build import build_model, build_sampler_config, build_tokenizer
 from rlx.train.checkpoint import Checkpointer, abstract_like
 from rlx.train.metrics import MetricWriter
@@ -112,6 +114,18 @@ class Engine:
         self._update = jax.jit(make_update(self.model_cfg, self.spec, self.optimizer),
                                out_shardings=(self.state_sh, None), donate_argnums=(0,))
         self._logprobs = jax.jit(make_logprobs_fn(self.model_cfg, c.model.vocab_chunk))
+        self.edge_buffer = None
+        if c.rl.estimator in tspo.SPO_ESTIMATORS:
+            temp = c.sampler.temperature or 1.0
+            self._logprobs_T = jax.jit(lambda p, *a: models.completion_logprobs(
+                p, self.model_cfg, *a, temperature=temp, vocab_chunk=c.model.vocab_chunk or None))
+        if c.rl.estimator == "spo_tree":
+            lens = sampling.segment_lengths(c.sampler.max_new_tokens, len(c.spo.branching), c.spo.segment_len)
+            self.edge_buffer = jax.device_put(tspo.make_edge_buffer(
+                self, c.sampler.max_prompt_len + sum(lens[:-1]), max(lens)), parallel.replicated(self.mesh))
+            self._update = jax.jit(make_update(self.model_cfg, dataclasses.replace(
+                self.spec, group_size=1, max_len=max(lens)), self.optimizer),
+                out_shardings=(self.state_sh, None), donate_argnums=(0,))
         if self.preference:
             upd, ref = tpref.make_pref_update(
                 self.model_cfg, c.rl.loss, tuple(sorted(dict(c.rl.loss_kwargs).items())), self.optimizer,
@@ -143,6 +157,8 @@ class Engine:
             tree["dump"] = self.dump_state
         if self.critic is not None:
             tree["critic"] = self.critic
+        if self.edge_buffer is not None:
+            tree["edges"] = self.edge_buffer
         return tree
 
     def save(self) -> None:
@@ -161,6 +177,7 @@ class Engine:
         self.ref_params = tree.get("ref_params", self.ref_params)
         self.dump_state = tree.get("dump", self.dump_state)
         self.critic = tree.get("critic", self.critic)
+        self.edge_buffer = tree.get("edges", self.edge_buffer)
         self.carry = None if meta.get("carry") is None else {
             k: np.asarray(v, dtype=_CARRY_DTYPES.get(k, np.float32)) for k, v in meta["carry"].items()}
         self.step = int(meta["step"])
@@ -253,10 +270,54 @@ class Engine:
         m["time/step"] = time.perf_counter() - t0
         return m
 
+    def spo_bucket(self, n: int) -> int:
+        """Number of SPO-chain prefixes to generate for n unique states: the next power of
+        two (>= 8), so the continuation sampler compiles for a few shapes only."""
+        return max(8, 1 << (max(n, 1) - 1).bit_length())
+
+    def spo_tree_step(self) -> dict:
+        c = self.config
+        t0 = time.perf_counter()
+        key = jax.random.fold_in(self.data_key, self.step)
+        P = c.rl.prompts_per_step
+        src, ex = tdata.select_prompts(key, self.train_src.sizes, P, c.data.curriculum, self.dump_state,
+                                       c.data.dump_c, c.data.dump_tau)
+        examples = self.train_src.lookup(src, ex)
+        qid = np.asarray(src, np.int64) * tdata.GENERATED_SIZE + np.asarray(ex)   # question identity
+        edges, valid, m = tspo.tree_batch(self, jax.random.fold_in(key, 1), examples, qid % (2**31 - 1))
+        t_sample = time.perf_counter() - t0
+        with self.mesh:
+            adv, amet = advantages.edge_token_advantages(edges["advantage"], edges["completion_mask"],
+                                                         edges["old_T"], valid=valid, threshold=c.spo.threshold)
+            keep = losses.spo_probability_mask(edges["old_T"], edges["completion_mask"], threshold=c.spo.threshold)
+            cmask = edges["completion_mask"] & valid[:, None]
+            h = {k: self.put(to_host(v)) for k, v in edges.items()}
+            batch = Batch.create(
+                prompt_tokens=h["prompt_tokens"], prompt_mask=h["prompt_mask"],
+                completion_tokens=h["completion_tokens"], completion_mask=self.put(to_host(cmask)),
+                advantages=self.put(to_host(adv)), old_logprobs=h["logprobs"], rewards=h["reward"],
+                valid=self.put(to_host(valid)), loss_mask=self.put(to_host(keep & cmask)))
+            if self.ref_params is not None:
+                batch = batch.replace(ref_logprobs=self._logprobs(
+                    self.ref_params, batch.prompt_tokens, batch.prompt_mask, batch.completion_tokens,
+                    batch.completion_mask))
+            t1 = time.perf_counter()
+            self.state, upd = self._update(self.state, batch)
+            upd = {k: to_host(v) for k, v in upd.items()}
+        m.update({k: float(v) for k, v in upd.items()})
+        m.update({f"adv/{k}": float(to_host(v)) for k, v in amet.items()})
+        m["time/sample"] = t_sample
+        m["time/train"] = time.perf_counter() - t1
+        m["time/step"] = time.perf_counter() - t0
+        m["throughput/sample_tokens_per_s"] = m["tokens/sampled"] / max(t_sample, 1e-9)
+        return m
+
     def rl_step(self) -> dict:
         c = self.config
         if self.preference:
             return self.preference_step()
+        if c.rl.estimator == "spo_tree":
+            return self.spo_tree_step()
         t0 = time.perf_counter()
         key = jax.random.fold_in(self.data_key, self.step)
         groups, valid_P, info = self.collect(key)
@@ -290,13 +351,24 @@ class Engine:
             if self.critic is not None:
                 values = self._values(self.critic.params, dev["prompt_tokens"], dev["prompt_mask"],
                                       dev["completion_tokens"], dev["completion_mask"])
-            adv_BT, adv_PG, est_metrics, returns = estimate.advantages_for(
-                c.rl, rewards_PG, valid_PG, groups, flat, old, dev["completion_mask"], values)
+            loss_mask = None
+            if c.rl.estimator == "spo_chain":
+                old_T = self._logprobs_T(self.state.params, dev["prompt_tokens"], dev["prompt_mask"],
+                                         dev["completion_tokens"], dev["completion_mask"])
+                examples_B = [e for e in self.train_src.lookup(groups["source_ids"], groups["example_ids"])
+                              for _ in range(G)]
+                adv_BT, loss_mask, est_metrics = tspo.chain_advantages(
+                    self, flat, examples_B, np.where(valid_PG, rewards_PG, 0.0).reshape(B), dev, old_T)
+                adv_PG, returns = estimate._sequence_view(adv_BT, dev["completion_mask"], P, G), None
+                loss_mask = loss_mask & dev["completion_mask"]
+            else:
+                adv_BT, adv_PG, est_metrics, returns = estimate.advantages_for(
+                    c.rl, rewards_PG, valid_PG, groups, flat, old, dev["completion_mask"], values)
             batch = Batch.create(
                 prompt_tokens=dev["prompt_tokens"], prompt_mask=dev["prompt_mask"],
                 completion_tokens=dev["completion_tokens"], completion_mask=dev["completion_mask"],
                 advantages=adv_BT, old_logprobs=old, ref_logprobs=ref,
-                rewards=self.put(rewards_PG.reshape(B)), valid=self.put(valid_PG.reshape(B)))
+                rewards=self.put(rewards_PG.reshape(B)), valid=self.put(valid_PG.reshape(B)), loss_mask=loss_mask)
             t1 = time.perf_counter()
             self.state, upd = self._update(self.state, batch)
             if self.critic is not None:
@@ -311,7 +383,7 @@ class Engine:
         m = rollout_metrics(groups["rewards"], groups["success"], flat["lengths"], flat["finish_reason"],
                             valid_PG, tuple(c.log.pass_k))
         m.update({k: float(v) for k, v in upd.items()})
-        m.update({f"adv/{k}": float(to_host(v)) for k, v in est_metrics.items()})
+        m.update({(k if k.startswith("spo/") else f"adv/{k}"): float(to_host(v)) for k, v in est_metrics.items()})
         m.update(info)
         m["time/train"] = t_train
         m["time/step"] = time.perf_counter() - t0

@@ -14,8 +14,8 @@ signature names, from what a rollout holds:
 
 Estimators that need what an RL batch of single-turn completions does not have —
 multi-step trajectories (gigpo), budgets (brpo), exit
-positions (s_grpo), per-prompt state (single_stream, history_length), Monte-Carlo
-values (spo_*) — are used as functions directly or through their own orchestration;
+positions (s_grpo), per-prompt state (single_stream, history_length) — are used as
+functions directly; SPO's Monte-Carlo values come from rlx.train.spo;
 `ENGINE_ESTIMATORS` lists what a config can name, and validation rejects the rest.
 """
 
@@ -30,7 +30,7 @@ from rlx import advantages
 
 ENGINE_ESTIMATORS = ("grpo", "dr_grpo", "rloo", "lite_ppo", "ngrpo", "bnpo", "hardness_weighted",
                      "kalman", "opo", "passk", "unlikeliness", "seed_grpo", "reinforce_pp",
-                     "reinforce_pp_baseline", "gae", "egae")
+                     "reinforce_pp_baseline", "gae", "egae", "spo_chain", "spo_tree")
 CRITIC_ESTIMATORS = ("gae", "egae")
 
 

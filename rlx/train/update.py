@@ -82,7 +82,7 @@ def micro_loss(params, model_cfg, spec: UpdateSpec, mb: Batch, den_total, weight
     logp, entropy = models.completion_logprobs(
         params, model_cfg, mb.prompt_tokens, mb.prompt_mask, mb.completion_tokens, mb.completion_mask,
         vocab_chunk=spec.vocab_chunk or None, with_entropy=True)
-    mask = mb.completion_mask
+    mask = loss_mask_of(mb)
     kw = dict(spec.loss_kwargs)
     if "agg" in sig:
         kw["agg"] = spec.agg
@@ -125,6 +125,11 @@ def micro_loss(params, model_cfg, spec: UpdateSpec, mb: Batch, den_total, weight
     return loss, jax.tree.map(jax.lax.stop_gradient, scaled)
 
 
+def loss_mask_of(b: Batch):
+    """The tokens the loss counts: `loss_mask` when given (a subset), else the completion."""
+    return b.completion_mask if b.loss_mask is None else b.loss_mask & b.completion_mask
+
+
 def _denominator(mask_BT, spec: UpdateSpec):
     return losses.aggregate_parts(jnp.zeros(mask_BT.shape, jnp.float32), mask_BT, spec.agg,
                                   spec.max_len)[1]
@@ -137,7 +142,7 @@ def make_update(model_cfg, spec: UpdateSpec, optimizer: optax.GradientTransforma
 
     def one_minibatch(state: TrainState, mb: Batch):
         # mb leaves are [M, rows, ...]
-        dens = jax.vmap(lambda m: _denominator(m, spec))(mb.completion_mask)
+        dens = jax.vmap(lambda m: _denominator(loss_mask_of(m), spec))(mb)
         den_total = jnp.sum(dens)
 
         def micro(carry, x):
