@@ -1,11 +1,8 @@
 """BNPO on the quickstart task (for experiments/compare.py against configs/quickstart.py)."""
 
-from configs import quickstart
+from configs import bnpo
+from configs.cpu_scale import on_quickstart
 
 
 def get_config():
-    c = quickstart.get_config()
-    c.name = c.rl.algorithm = "bnpo"
-    c.rl.estimator = "bnpo"
-    c.rl.estimator_kwargs = {"r_min": 0.0, "r_max": 1.0}
-    return c
+    return on_quickstart(bnpo.get_config(), "bnpo_arith")

@@ -1,12 +1,8 @@
 """Dr. GRPO on the quickstart task (for experiments/compare.py against configs/quickstart.py)."""
 
-from configs import quickstart
+from configs import dr_grpo
+from configs.cpu_scale import on_quickstart
 
 
 def get_config():
-    c = quickstart.get_config()
-    c.name = c.rl.algorithm = "dr_grpo"
-    c.rl.estimator = "dr_grpo"
-    c.rl.estimator_kwargs = {}
-    c.rl.agg = "seq-mean-token-sum-norm"
-    return c
+    return on_quickstart(dr_grpo.get_config(), "dr_grpo_arith")
