@@ -3,6 +3,7 @@ Qwen2, Qwen3 and Llama (llama3 rope scaling) models built locally, HF -> rlx -> 
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -73,7 +74,6 @@ def test_from_hf_forward_matches_transformers(tmp_path, kind):
 
 def test_to_hf_then_from_hf_roundtrip_and_sharding(tmp_path):
     cfg = models.tiny(50, hidden_size=32, num_layers=2, family="llama", tie_embeddings=False)
-    import jax
     params = models.init_params(cfg, jax.random.key(0))
     models.to_hf(params, cfg, str(tmp_path), max_shard_bytes=20_000)
     assert (tmp_path / "model.safetensors.index.json").exists()
@@ -89,3 +89,27 @@ def test_from_hf_errors_name_the_problem(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     with pytest.raises(ValueError, match="model_type 'gpt2' is not supported"):
         models.from_hf(str(tmp_path))
+
+
+def test_greedy_sampling_matches_hf_generate(tmp_path):
+    """rlx's KV-cache sampler and HF `generate` (its own cache) agree token for token on
+    greedy decoding of left-padded prompts (weights with a larger init so that greedy
+    choices are not near-ties)."""
+    from rlx import sampling
+    torch.manual_seed(1)
+    cfg = transformers.Qwen3Config(**COMMON, head_dim=16, tie_word_embeddings=False, initializer_range=0.3)
+    m = transformers.Qwen3ForCausalLM(cfg).eval().float()
+    m.save_pretrained(tmp_path, safe_serialization=True)
+    params, rcfg = models.from_hf(str(tmp_path))
+    rng = np.random.default_rng(3)
+    tokens = rng.integers(3, 97, size=(3, 7))
+    mask = np.ones((3, 7), bool)
+    mask[1, :2] = mask[2, :4] = False
+    tokens[~mask] = 0
+    with torch.no_grad():
+        hf = m.generate(input_ids=torch.tensor(tokens), attention_mask=torch.tensor(mask.astype(np.int64)),
+                        do_sample=False, max_new_tokens=8, min_new_tokens=8, eos_token_id=None, pad_token_id=0)
+    scfg = sampling.SamplerConfig(max_prompt_len=7, max_new_tokens=8, temperature=0.0)
+    out, _ = sampling.generate(params, rcfg, scfg, sampling.init_state(jax.random.key(0)), jnp.asarray(tokens),
+                               jnp.asarray(mask), 1)
+    np.testing.assert_array_equal(np.asarray(out.completion_tokens), hf[:, 7:].numpy())

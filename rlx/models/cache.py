@@ -1,53 +1,153 @@
-"""KV cache: allocation, prompt prefill and single-token decode.
+"""KV cache: allocation, prompt prefill and the single-token decode step.
 
-The cache is {"k", "v"} of `[Ly, B, S, N, Dh]` in the compute dtype (logical axes
-layers, cache_batch, cache_length, cache_kv_heads, cache_head_dim). Column layout:
-prompts are left-padded into columns [0, Lp); generated token t goes to column
-Lp + t for every row, so one scalar write index serves the whole batch
-(`dynamic_update_slice`). A `[B, S]` key mask says which columns hold real tokens;
-positions (for RoPE) are per row, counting real tokens only — so a row's numbers do
-not depend on how much padding it has.
+The cache is {"k": [k_0, ..., k_{Ly-1}], "v": [v_0, ...]}: one buffer per layer in the
+compute dtype, keys `[B, N, Dh, S]` (logical axes `K_AXES`: cache_batch, cache_kv_heads,
+cache_head_dim, cache_length) and values `[B, N, S, Dh]` (`V_AXES`). Layout choices,
+each measured on CPU in the decode loop (a decode step is bound by reading the cache):
+keys with the length axis last make q·K a contiguous pass over the columns and values
+with head_dim last make p·V one (together ~1.5x faster than the token-major layout);
+and one buffer per layer rather than one stacked `[Ly, ...]` array, because slicing a
+layer out of a loop-carried stack made XLA copy it every step.
+
+Column layout: prompts are left-padded into columns [0, Lp); the sampler writes
+generated token t at column Lp + t for every row, so one scalar write index serves the
+whole batch (`dynamic_update_slice`). A `[B, S]` key mask says which columns hold real
+tokens; positions (for RoPE) are per row and count real tokens only — so a row's
+numbers do not depend on how much padding it has.
+
+The decode step runs the layers as an unrolled Python loop over a list of per-layer
+params (`decode_params`, prepared once per sampling call, outside the decode loop:
+weights cast to the compute dtype, unstacked, q/k/v and gate/up fused), writing each
+layer's new key and value in place and then attending over the updated buffer.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 
 from rlx.models.config import ModelConfig
-from rlx.models.transformer import core, logits_from_hidden, padding_positions
+from rlx.models.transformer import (
+    NEG_INF,
+    causal_mask,
+    core,
+    embed_tokens,
+    finish_layer,
+    logits_from_hidden,
+    masked_attention,
+    padding_positions,
+    project_qkv,
+    rms_norm,
+    rope_inv_freq,
+)
+from rlx.parallel.rules import constrain
+
+K_AXES = ("cache_batch", "cache_kv_heads", "cache_head_dim", "cache_length")
+V_AXES = ("cache_batch", "cache_kv_heads", "cache_length", "cache_head_dim")
+_AXES = {"k": K_AXES, "v": V_AXES}
 
 
 def init_cache(cfg: ModelConfig, batch: int, length: int) -> dict:
-    shape = (cfg.num_layers, batch, length, cfg.num_kv_heads, cfg.head_dim)
-    return {"k": jnp.zeros(shape, cfg.dtype), "v": jnp.zeros(shape, cfg.dtype)}
+    """Zeros {"k": Ly x [batch, N, Dh, length], "v": Ly x [batch, N, length, Dh]} in the
+    compute dtype."""
+    N, Dh = cfg.num_kv_heads, cfg.head_dim
+    return {"k": [jnp.zeros((batch, N, Dh, length), cfg.dtype) for _ in range(cfg.num_layers)],
+            "v": [jnp.zeros((batch, N, length, Dh), cfg.dtype) for _ in range(cfg.num_layers)]}
+
+
+def cache_logical_axes(cfg: ModelConfig) -> dict:
+    """Logical axis names of the cache (same structure as `init_cache`)."""
+    return {n: [a] * cfg.num_layers for n, a in _AXES.items()}
+
+
+def attend_decode(q_BNGK, kT_BNKS, v_BNSK, key_mask_BS):
+    """One query per row against the cache: q [B, N, g, Dh], keys [B, N, Dh, S], values
+    [B, N, S, Dh], key mask [B, S]. Scores and softmax in float32; returns [B, N, g, Dh].
+    Same math as `attend` (the training path).
+
+    Known CPU inefficiency: with a single KV head (N = 1) XLA duplicates the cache update
+    into this read and copies each buffer per step (N >= 2, all Llama-3 / Qwen models,
+    updates in place)."""
+    scale = 1.0 / math.sqrt(q_BNGK.shape[-1])
+    s = jnp.einsum("bngd,bnds->bngs", q_BNGK, kT_BNKS, preferred_element_type=jnp.float32) * scale
+    s = jnp.where(key_mask_BS[:, None, None, :], s, NEG_INF)
+    p = jax.nn.softmax(s, axis=-1).astype(v_BNSK.dtype)
+    return jnp.einsum("bngs,bnsd->bngd", p, v_BNSK)
+
+
+def decode_params(params, cfg: ModelConfig) -> dict:
+    """Params for `decode_step`, prepared once per sampling call (inside its jit, before
+    the decode loop): everything cast to the compute dtype, the layer stack split into a
+    list (the unrolled decode step never re-slices or re-casts a weight per token), and
+    per layer the q/k/v projections fused into one [D, (H + 2N)·Dh] matrix ("qkv",
+    "qkv_bias") and gate/up into one [D, 2F] ("gate_up"): fewer, larger matmuls per
+    token. Idempotent."""
+    if isinstance(params["layers"], (list, tuple)):
+        return params
+    cast = jax.tree.map(lambda w: w.astype(cfg.dtype), params)
+    L = cast["layers"]
+    D = cfg.hidden_size
+    fused = {"qkv": jnp.concatenate([L[n].reshape(cfg.num_layers, D, -1) for n in ("q", "k", "v")], axis=-1),
+             "gate_up": jnp.concatenate([L["gate"], L["up"]], axis=-1)}
+    if cfg.qkv_bias:
+        fused["qkv_bias"] = jnp.concatenate([L[f"{n}_bias"].reshape(cfg.num_layers, -1) for n in ("q", "k", "v")],
+                                            axis=-1)
+    keep = {n: w for n, w in L.items() if n not in ("q", "k", "v", "q_bias", "k_bias", "v_bias", "gate", "up")}
+    stacked = {**keep, **fused}
+    layers = [jax.tree.map(lambda w, i=i: w[i], stacked) for i in range(cfg.num_layers)]
+    return {**cast, "layers": layers}
 
 
 def prefill(params, cfg: ModelConfig, tokens_BL, mask_BL, cache):
-    """Writes the left-padded prompts into columns [0, L) of the cache.
+    """Runs the left-padded prompts and writes their keys/values into columns [0, L).
 
-    Returns (float32 logits of the next token [B, V], cache, positions of the next
+    Returns (float32 logits of the next token [B, V], cache, position of the next
     token [B] = number of real prompt tokens).
     """
-    B, L = tokens_BL.shape
-    S = cache["k"].shape[2]
     mask = mask_BL.astype(bool)
-    causal = jnp.tril(jnp.ones((L, S), bool))                       # key j <= query i (j < L)
-    key_ok = jnp.concatenate([mask, jnp.zeros((B, S - L), bool)], axis=1)
-    h, cache = core(params, cfg, tokens_BL, padding_positions(mask), causal[None] & key_ok[:, None, :],
-                    cache, 0)
-    return logits_from_hidden(params, cfg, h[:, -1]), cache, jnp.sum(mask, axis=1, dtype=jnp.int32)
+    L = tokens_BL.shape[1]
+    S = cache["v"][0].shape[2]
+    if L > S:
+        raise ValueError(f"prefill: {L} prompt columns do not fit a cache of length {S}")
+    h, kv = core(params, cfg, tokens_BL, padding_positions(mask), masked_attention(causal_mask(mask)),
+                 return_kv=True)
+    k, v = kv                                                  # [Ly, B, L, N, Dh]
+    k, v = k.transpose(0, 1, 3, 4, 2), v.transpose(0, 1, 3, 2, 4)
+    new = {n: [constrain(jax.lax.dynamic_update_slice(c, x[i].astype(c.dtype), (0, 0, 0, 0)), _AXES[n])
+               for i, c in enumerate(cache[n])] for n, x in (("k", k), ("v", v))}
+    return logits_from_hidden(params, cfg, h[:, -1]), new, jnp.sum(mask, axis=1, dtype=jnp.int32)
 
 
 def decode_step(params, cfg: ModelConfig, token_B, position_B, cache, key_mask_BS, col):
-    """Feeds one token per row (written at column `col`; key_mask must include it).
+    """Feeds one token per row, written at cache column `col` (a scalar; `key_mask`
+    must already include that column). `params` may be the plain params or, faster in
+    a loop, `decode_params(params, cfg)`.
 
     Returns (float32 next-token logits [B, V], cache).
     """
-    h, cache = core(params, cfg, token_B[:, None], position_B[:, None], key_mask_BS[:, None, :], cache, col)
-    return logits_from_hidden(params, cfg, h[:, 0]), cache
+    dp = decode_params(params, cfg)
+    inv_freq = rope_inv_freq(cfg)
+    B = token_B.shape[0]
+    N, Dh = cfg.num_kv_heads, cfg.head_dim
+    g = cfg.num_heads // N
+    x = embed_tokens(dp, cfg, token_B[:, None])                               # [B, 1, D]
+    pos = position_B[:, None]
+    ks, vs = list(cache["k"]), list(cache["v"])
+    key_mask = key_mask_BS.astype(bool)
+    for i, lp in enumerate(dp["layers"]):
+        q, k, v = project_qkv(cfg, lp, x, pos, inv_freq)                      # [B, 1, H|N, Dh]
+        ks[i] = constrain(jax.lax.dynamic_update_slice(ks[i], k.transpose(0, 2, 3, 1).astype(ks[i].dtype),
+                                                       (0, 0, 0, col)), K_AXES)
+        vs[i] = constrain(jax.lax.dynamic_update_slice(vs[i], v.transpose(0, 2, 1, 3).astype(vs[i].dtype),
+                                                       (0, 0, col, 0)), V_AXES)
+        att = attend_decode(q.reshape(B, N, g, Dh), ks[i], vs[i], key_mask)   # [B, N, g, Dh]
+        x = finish_layer(cfg, lp, x, att.reshape(B, 1, N * g, Dh))
+    h = rms_norm(x[:, 0], dp["final_norm"], cfg.rms_norm_eps)
+    return logits_from_hidden(dp, cfg, h), {"k": ks, "v": vs}
 
 
-def repeat_rows(tree, n: int, axis_of=lambda x: 0):
-    """Repeat every row n times (row r -> rows r*n .. r*n+n-1) — forking a cache or state."""
-    return jax.tree.map(lambda x: jnp.repeat(x, n, axis=axis_of(x)), tree)
+def repeat_rows(tree, n: int, axis: int = 0):
+    """Every row becomes n consecutive rows (row r -> rows r*n .. r*n+n-1): forking."""
+    return jax.tree.map(lambda x: jnp.repeat(x, n, axis=axis), tree)

@@ -60,7 +60,7 @@ class ModelConfig:
         for f in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
                   "num_kv_heads", "head_dim", "max_position_embeddings"):
             v = getattr(self, f)
-            if not isinstance(v, int) or v < 1:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"ModelConfig.{f}: expected a positive int, got {v!r}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"ModelConfig.num_kv_heads: {self.num_kv_heads} does not divide "
@@ -78,8 +78,16 @@ class ModelConfig:
             for k in ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"):
                 if k not in rs:
                     raise ValueError(f"ModelConfig.rope_scaling: missing {k!r}")
-        _dtype_name(self.dtype)
-        _dtype_name(self.param_dtype)
+        if not (isinstance(self.rope_theta, (int, float)) and self.rope_theta > 0):
+            raise ValueError(f"ModelConfig.rope_theta: must be > 0, got {self.rope_theta!r}")
+        for f in ("dtype", "param_dtype"):
+            try:
+                _dtype_name(getattr(self, f))
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"ModelConfig.{f}: {e}") from None
+        for f in ("tie_embeddings", "qkv_bias", "qk_norm", "remat"):
+            if not isinstance(getattr(self, f), bool):
+                raise ValueError(f"ModelConfig.{f}: expected a bool, got {getattr(self, f)!r}")
 
     def replace(self, **kw) -> ModelConfig:
         return dataclasses.replace(self, **kw)
@@ -119,6 +127,8 @@ class ModelConfig:
             bias = bool(d.get("attention_bias", False))
         if d.get("use_sliding_window"):
             raise ValueError("config.json: sliding-window attention is not supported")
+        if d.get("mlp_bias"):
+            raise ValueError("config.json: mlp_bias is not supported")
         if d.get("hidden_act", "silu") != "silu":
             raise ValueError(f"config.json: hidden_act {d.get('hidden_act')!r} is not supported (silu only)")
         return cls(

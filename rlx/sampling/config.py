@@ -1,0 +1,103 @@
+"""Sampler configuration (static, hashable), state (a pytree) and output (a pytree)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.struct
+import jax
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+    """Static sampling settings (a jit static argument: changing one recompiles).
+
+    max_prompt_len: prompt width Lp; `generate` left-pads narrower prompts to it so
+      every call with the same batch size reuses one compilation.
+    max_new_tokens: the completion budget T.
+    temperature: 0 = greedy (argmax); otherwise logits are divided by it.
+    top_k: keep the k most likely tokens (0 = off). top_p: nucleus sampling, keep the
+      smallest set of most likely tokens whose mass reaches p (1.0 = off). Applied in
+      the order temperature -> top-k -> top-p (as HF's logits warpers).
+    stop_ids: tokens that end a completion (kept in it, mask True).
+    pad_id: the token written after a row has finished (mask False).
+    """
+    max_prompt_len: int
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    stop_ids: tuple[int, ...] = ()
+    pad_id: int = 0
+
+    def __post_init__(self):
+        for f in ("max_prompt_len", "max_new_tokens"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"SamplerConfig.{f}: expected a positive int, got {v!r}")
+        if not isinstance(self.temperature, (int, float)) or not self.temperature >= 0:
+            raise ValueError(f"SamplerConfig.temperature: must be a number >= 0, got {self.temperature!r}")
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"SamplerConfig.top_k: must be an int >= 0, got {self.top_k!r}")
+        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
+            raise ValueError(f"SamplerConfig.top_p: must be in (0, 1], got {self.top_p!r}")
+        try:
+            stops = tuple(int(s) for s in self.stop_ids)
+        except (TypeError, ValueError):
+            raise ValueError(f"SamplerConfig.stop_ids: expected a tuple of ints, got {self.stop_ids!r}") from None
+        if any(s < 0 for s in stops):
+            raise ValueError(f"SamplerConfig.stop_ids: token ids must be >= 0, got {stops}")
+        if not isinstance(self.pad_id, int) or self.pad_id < 0:
+            raise ValueError(f"SamplerConfig.pad_id: must be an int >= 0, got {self.pad_id!r}")
+        object.__setattr__(self, "stop_ids", stops)
+        object.__setattr__(self, "temperature", float(self.temperature))
+        object.__setattr__(self, "top_p", float(self.top_p))
+
+    def replace(self, **kw) -> SamplerConfig:
+        return dataclasses.replace(self, **kw)
+
+
+@flax.struct.dataclass
+class SamplerState:
+    """The sampler's state: raw uint32 key data (checkpointable with Orbax as is).
+    Every sampling call splits it and returns the advanced state."""
+    rng: Any
+
+
+def init_state(key: jax.Array) -> SamplerState:
+    """A sampler state from a JAX PRNG key (typed or raw)."""
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return SamplerState(rng=key)
+
+
+def split_state(state: SamplerState) -> tuple[jax.Array, SamplerState]:
+    """(a typed key for this call, the advanced state)."""
+    new, use = jax.random.split(jax.random.wrap_key_data(state.rng))
+    return use, SamplerState(rng=jax.random.key_data(new))
+
+
+@flax.struct.dataclass
+class SampleOutput:
+    """Sampled completions; fields map one-to-one onto `rlx.types.Rollout`.
+
+    B rows; for `generate`, B = P * G and row p*G+g is sample g of prompt p.
+      prompt_tokens      int32   [B, Lp]  left-padded prompt (repeated per sample)
+      prompt_mask        bool    [B, Lp]
+      completion_tokens  int32   [B, T]   right-padded with pad_id
+      completion_mask    bool    [B, T]   real tokens (the stop token included)
+      logprobs           float32 [B, T]   log pi(token) at temperature 1 (0 on padding)
+      sampling_logprobs  float32 [B, T]   log-prob under the distribution actually
+                                          sampled (temperature, top-k, top-p; 0 for greedy)
+      lengths            int32   [B]      real completion tokens
+      finish_reason      int32   [B]      rlx.types.FinishReason (STOP=0, LENGTH=1)
+    """
+    prompt_tokens: Any
+    prompt_mask: Any
+    completion_tokens: Any
+    completion_mask: Any
+    logprobs: Any
+    sampling_logprobs: Any
+    lengths: Any
+    finish_reason: Any
