@@ -122,18 +122,21 @@ _ACTIVE: list[tuple[Mesh, tuple]] = []
 
 
 class use_rules:
-    """Context manager: activate a mesh + rules table for `constrain` (and the mesh)."""
+    """Context manager: activate a mesh + rules table for `constrain` while tracing.
+
+    The constraints are `NamedSharding`s that carry their mesh, so no global mesh
+    context is entered. Jitted functions are traced (and their constraints fixed) on
+    their first call: call them inside the context the first time.
+    """
 
     def __init__(self, mesh: Mesh, rules):
         self.mesh, self.rules = mesh, tuple(rules)
 
     def __enter__(self):
         _ACTIVE.append((self.mesh, self.rules))
-        self.mesh.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self.mesh.__exit__(*exc)
         _ACTIVE.pop()
         return False
 

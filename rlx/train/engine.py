@@ -76,7 +76,7 @@ class Engine:
         self.greedy_cfg = build_sampler_config(c, self.tokenizer, greedy=True)
         self.sampler_state = sampling.init_state(k_sampler)
 
-        with self.mesh:
+        with self.sharding():
             self.param_sh = parallel.tree_shardings(params, models.param_logical_axes(self.model_cfg),
                                                     self.mesh, self.rules)
             params = jax.device_put(params, self.param_sh)
@@ -85,7 +85,7 @@ class Engine:
         self.spec = UpdateSpec.from_config(c)
         total = max(1, c.train.steps * c.rl.epochs * c.rl.minibatches)
         self.optimizer = make_optimizer(c.optimizer, total)
-        with self.mesh:
+        with self.sharding():
             state = jax.jit(lambda p: TrainState.create(p, self.optimizer, k_state))(params)
         self.state_sh = jax.tree.map(lambda x: x.sharding, state)
         self.state = state
@@ -96,7 +96,7 @@ class Engine:
             copt = optax.adam(c.critic.lr)
             if c.critic.max_grad_norm:
                 copt = optax.chain(optax.clip_by_global_norm(c.critic.max_grad_norm), copt)
-            with self.mesh:
+            with self.sharding():
                 self.critic = jax.jit(lambda p: tcritic.init_critic(p, self.model_cfg, copt))(params)
             self._values = jax.jit(lambda cp, *a: tcritic.values(cp, self.model_cfg, *a))
             self._critic_update = jax.jit(tcritic.make_critic_update(
@@ -143,6 +143,10 @@ class Engine:
                 f.write(c.to_json_best_effort(indent=2))
 
     # ------------------------------------------------------------------ placement
+    def sharding(self):
+        """Context for tracing model code: activations / KV cache constrained by the rules."""
+        return parallel.use_rules(self.mesh, self.rules)
+
     def put(self, x: np.ndarray) -> jax.Array:
         """Host array (identical on every process) -> global array, dim 0 over (data, fsdp)."""
         sh = parallel.batch_sharding(self.mesh, x.ndim, x.shape[0])
@@ -189,7 +193,7 @@ class Engine:
         src, ex = tdata.select_prompts(key, self.train_src.sizes, num_prompts, c.data.curriculum,
                                        self.dump_state, c.data.dump_c, c.data.dump_tau)
         examples = self.train_src.lookup(src, ex)
-        with self.mesh:
+        with self.sharding():
             return generate_round(self, self.state.params, examples, src, ex, c.rl.group_size,
                                   self.sampler_cfg, self.put)
 
@@ -259,7 +263,7 @@ class Engine:
                 rejected = [tpref.corrupt(e, rng) for e in examples]
             valid = np.ones(P, bool)
             b = tpref.pair_batch(self, prompts, chosen, rejected, valid)
-        with self.mesh:
+        with self.sharding():
             ref_c, ref_r = self._pref_ref(self.ref_params, b)
             t1 = time.perf_counter()
             self.state, upd = self._pref_update(self.state, b, ref_c, ref_r)
@@ -286,7 +290,7 @@ class Engine:
         qid = np.asarray(src, np.int64) * tdata.GENERATED_SIZE + np.asarray(ex)   # question identity
         edges, valid, m = tspo.tree_batch(self, jax.random.fold_in(key, 1), examples, qid % (2**31 - 1))
         t_sample = time.perf_counter() - t0
-        with self.mesh:
+        with self.sharding():
             adv, amet = advantages.edge_token_advantages(edges["advantage"], edges["completion_mask"],
                                                          edges["old_T"], valid=valid, threshold=c.spo.threshold)
             keep = losses.spo_probability_mask(edges["old_T"], edges["completion_mask"], threshold=c.spo.threshold)
@@ -334,7 +338,7 @@ class Engine:
                                                       cache_len=ov)).reshape(P, G)
         dev = {k: self.put(flat[k]) for k in ("prompt_tokens", "prompt_mask", "completion_tokens",
                                               "completion_mask", "logprobs")}
-        with self.mesh:
+        with self.sharding():
             old = dev["logprobs"]
             if c.rl.recompute_old_logprobs:
                 old = self._logprobs(self.state.params, dev["prompt_tokens"], dev["prompt_mask"],
@@ -404,7 +408,7 @@ class Engine:
         params = self.state.params if params is None else params
         saved = self.sampler_state
         ids = np.arange(len(self.eval_examples))
-        with self.mesh:
+        with self.sharding():
             g, _ = generate_round(self, params, self.eval_examples, ids * 0, ids, 1, self.greedy_cfg, self.put)
         self.sampler_state = saved      # evaluation never advances the training RNG
         return float(g["success"].mean())

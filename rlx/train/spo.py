@@ -78,7 +78,7 @@ def chain_advantages(engine, flat: dict, examples_B: list[dict], rewards_B: np.n
         bi = np.array([r[0] for r in rows])
         plen = np.array([r[1] for r in rows], np.int32)
         K = int(s.mc_samples)
-        with engine.mesh:
+        with engine.sharding():
             out, engine.sampler_state = sampling.continue_from(
                 engine.state.params, engine.model_cfg, engine.sampler_cfg, engine.sampler_state,
                 engine.put(flat["prompt_tokens"][bi]), engine.put(flat["prompt_mask"][bi]),
@@ -122,7 +122,7 @@ def tree_batch(engine, key, examples: list[dict], question_ids: np.ndarray):
     toks, mask, _ = tdata.encode_prompts(engine.tokenizer, [e["prompt"] for e in examples], sc.max_prompt_len,
                                          sc.pad_id)
     branching = tuple(int(b) for b in s.branching)
-    with engine.mesh:
+    with engine.sharding():
         tree, engine.sampler_state = sampling.sample_tree(
             engine.state.params, engine.model_cfg, sc, engine.sampler_state, engine.put(toks), engine.put(mask),
             branching=branching, segment_len=int(s.segment_len))
@@ -147,7 +147,7 @@ def tree_batch(engine, key, examples: list[dict], question_ids: np.ndarray):
     ta, tmet = advantages.spo_tree(jnp.asarray(r), tree.finished, branching=branching, mode=s.tree_mode)
     out, exists_E = sampling.edge_samples(tree)
     E = N - 1
-    with engine.mesh:
+    with engine.sharding():
         old_T = engine._logprobs_T(engine.state.params, out.prompt_tokens, out.prompt_mask,
                                    out.completion_tokens, out.completion_mask)
     edges = {"prompt_tokens": out.prompt_tokens, "prompt_mask": out.prompt_mask,
