@@ -28,7 +28,7 @@ lint: $(VENV)/.rlx-test-installed
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 bench-deps: $(VENV)/.rlx-test-installed
 	$(PIPQ) -e '.[bench]'
