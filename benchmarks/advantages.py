@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import time
 
 import numpy as np
+from timing import median_time  # noqa: E402  (benchmarks/timing.py)
 
 
 def numpy_grpo(r, valid, ddof=1, eps=1e-6):
@@ -45,16 +45,6 @@ def numpy_bnpo(r, valid, max_weight=1e6):
     w = np.exp(np.minimum(-logpdf, math.log(max_weight)))
     keep = valid & fit[:, None]
     return np.where(keep, w[:, None] * (r - p[:, None]), 0).astype(np.float32)
-
-
-def median_time(fn, repeats):
-    fn()                                          # warm-up (and compilation for rlx)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main():

@@ -8,8 +8,7 @@ number with thousands separators and a leading "$" removed (e.g. "#### 1,200" ->
 
 from __future__ import annotations
 
-import json
-
+from rlx.data.jsonl import records
 from rlx.data.templates import render
 from rlx.rewards.safe_eval import SafeEvalError, parse_number
 
@@ -32,27 +31,17 @@ def load_jsonl(path: str, *, template: str = "answer", source: str = "gsm8k",
                limit: int | None = None) -> list[dict]:
     """Examples from a GSM8K-format JSONL file; errors name the file and line."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if limit is not None and len(out) >= limit:
-                break
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-            for field in ("question", "answer"):
-                if not isinstance(rec.get(field), str) or not rec[field].strip():
-                    raise ValueError(f"{where}: field {field!r} must be a non-empty string")
-            try:
-                answer = final_answer(rec["answer"])
-            except ValueError as e:
-                raise ValueError(f"{where}: field 'answer': {e}") from None
-            ex = {"task": TASK, "source": source, "level": 0, "index": len(out),
-                  "question": rec["question"].strip(), "solution": rec["answer"], "answer": answer}
-            out.append(render(ex, template))
+    for _, where, rec in records(path):
+        if limit is not None and len(out) >= limit:
+            break
+        for field in ("question", "answer"):
+            if not isinstance(rec.get(field), str) or not rec[field].strip():
+                raise ValueError(f"{where}: field {field!r} must be a non-empty string")
+        try:
+            answer = final_answer(rec["answer"])
+        except ValueError as e:
+            raise ValueError(f"{where}: field 'answer': {e}") from None
+        ex = {"task": TASK, "source": source, "level": 0, "index": len(out),
+              "question": rec["question"].strip(), "solution": rec["answer"], "answer": answer}
+        out.append(render(ex, template))
     return out

@@ -22,13 +22,13 @@ leaves, or a single leaf) and keeps only puzzles with exactly one solution
 from __future__ import annotations
 
 import ast
-import json
 import os
 import re
 from collections.abc import Sequence
 
 import numpy as np
 
+from rlx.data.jsonl import records
 from rlx.data.templates import render
 
 TASK = "knights_knaves"
@@ -301,22 +301,14 @@ def load_jsonl(path: str, *, template: str = "think", level: int | None = None,
     """
     m = re.search(r"people(\d+)", os.path.basename(path))
     out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON ({e.msg})") from None
-            stmts = _validate_record(rec, where, check_solution)
-            n = len(rec["names"])
-            lvl = level if level is not None else (int(m.group(1)) if m else n)
-            if lvl != n:
-                raise ValueError(f"{where}: {n} names but the file is for {lvl} people")
-            out.append(make_example(rec["names"], stmts, rec["solution"], level=lvl, template=template,
-                                    index=int(rec.get("index", lineno - 1)), quiz=rec["quiz"]))
+    for lineno, where, rec in records(path):
+        stmts = _validate_record(rec, where, check_solution)
+        n = len(rec["names"])
+        lvl = level if level is not None else (int(m.group(1)) if m else n)
+        if lvl != n:
+            raise ValueError(f"{where}: {n} names but the file is for {lvl} people")
+        out.append(make_example(rec["names"], stmts, rec["solution"], level=lvl, template=template,
+                                index=int(rec.get("index", lineno - 1)), quiz=rec["quiz"]))
     return out
 
 

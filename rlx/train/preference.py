@@ -22,7 +22,6 @@ Pair sources (`pref.source`):
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
@@ -32,6 +31,7 @@ import numpy as np
 import optax
 
 from rlx import losses, models
+from rlx.data.jsonl import records
 from rlx.data.preference import PreferenceBatch
 from rlx.train import data as tdata
 from rlx.train.state import TrainState
@@ -62,18 +62,11 @@ def load_pairs(path: str) -> list[dict]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"config.pref.path: no such file {path!r}")
     pairs = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: not JSON ({e})") from None
-            missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(rec.get(k), str)]
-            if missing:
-                raise ValueError(f"{path}:{i}: missing or non-string field(s) {missing}")
-            pairs.append(rec)
+    for _, where, rec in records(path):
+        missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(rec.get(k), str)]
+        if missing:
+            raise ValueError(f"{where}: missing or non-string field(s) {missing}")
+        pairs.append(rec)
     if not pairs:
         raise ValueError(f"{path}: no pairs")
     return pairs
