@@ -9,7 +9,7 @@ and schedule, and takes from the algorithm's config what defines the algorithm: 
 from configs import quickstart
 
 RL_KEYS = ("algorithm", "estimator", "estimator_kwargs", "loss", "loss_kwargs", "agg", "kl_coef", "kl_kind",
-           "kl_placement", "entropy_coef", "dynamic_sampling", "max_sampling_rounds")
+           "kl_placement", "entropy_coef", "dynamic_sampling", "max_sampling_rounds", "overlong_cache")
 
 
 def on_quickstart(paper, name: str):
