@@ -33,6 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.dtype = "float32"            # compute dtype (activations, KV cache): float32 | bfloat16
     c.model.param_dtype = "float32"      # parameter dtype
     c.model.remat = False                # rematerialize each layer in the backward pass
+    c.model.unroll_layers = False        # unroll the scan over layers (faster backward on CPU)
     c.model.vocab_chunk = 0              # >0: vocabulary-chunked log-probs (never [B,T,V] in f32)
 
     # ---------------------------------------------------------------- sampler

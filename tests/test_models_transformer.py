@@ -66,6 +66,7 @@ def _tokens(B, L, seed=0):
     ("dtype", dict(dtype=jnp.int8)),
     ("param_dtype", dict(param_dtype="nonsense")),
     ("tie_embeddings", dict(tie_embeddings=1)),
+    ("unroll_layers", dict(unroll_layers="yes")),
 ])
 def test_config_validation_names_the_field(field, kw):
     base = dict(vocab_size=V, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
@@ -148,7 +149,8 @@ def test_forward_invariances(qwen2):
         models.forward(params, cfg, toks, attention_mask_BL=mask)
 
 
-def test_remat_gives_the_same_gradients(qwen2):
+@pytest.mark.parametrize("variant", [{"remat": True}, {"unroll_layers": True}, {"remat": True, "unroll_layers": True}])
+def test_remat_and_unrolling_give_the_same_gradients(qwen2, variant):
     cfg, params = qwen2
     toks = _tokens(2, 7, seed=3)
 
@@ -156,7 +158,7 @@ def test_remat_gives_the_same_gradients(qwen2):
         return jnp.mean(jax.nn.log_softmax(models.forward(p, c, toks))[..., 5])
 
     g0 = jax.jit(jax.grad(loss), static_argnums=1)(params, cfg)
-    g1 = jax.jit(jax.grad(loss), static_argnums=1)(params, cfg.replace(remat=True))
+    g1 = jax.jit(jax.grad(loss), static_argnums=1)(params, cfg.replace(**variant))
     for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 

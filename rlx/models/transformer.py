@@ -40,6 +40,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from rlx.models import matmul as mm
 from rlx.models.config import ModelConfig
 from rlx.parallel.rules import constrain
 
@@ -148,10 +149,10 @@ def attend(q, k, v, mask_BQK):
     N = k.shape[2]
     qg = q.reshape(B, Lq, N, H // N, Dh).transpose(0, 2, 3, 1, 4)            # [B, N, g, Lq, Dh]
     kt, vt = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)                # [B, N, Lk, Dh]
-    s = jnp.einsum("bngqd,bnkd->bngqk", qg, kt, preferred_element_type=jnp.float32) / math.sqrt(Dh)
+    s = mm.einsum("bngqd,bnkd->bngqk", qg, kt, preferred_element_type=jnp.float32) / math.sqrt(Dh)
     s = jnp.where(mask_BQK[:, None, None, :, :], s, NEG_INF)
     p = jax.nn.softmax(s, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bngqk,bnkd->bngqd", p, vt)
+    out = mm.einsum("bngqk,bnkd->bngqd", p, vt)
     return out.transpose(0, 3, 1, 2, 4).reshape(B, Lq, H, Dh)
 
 
@@ -168,16 +169,16 @@ def project_qkv(cfg: ModelConfig, lp: dict, x, positions_BL, inv_freq):
     if "qkv" in lp:                         # fused by `rlx.models.cache.decode_params`
         B, L = h.shape[:2]
         H, N, Dh = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        qkv = jnp.einsum("bld,de->ble", h, lp["qkv"])
+        qkv = mm.einsum("bld,de->ble", h, lp["qkv"])
         if cfg.qkv_bias:
             qkv = qkv + lp["qkv_bias"][None, None]
         q = qkv[..., :H * Dh].reshape(B, L, H, Dh)
         k = qkv[..., H * Dh:(H + N) * Dh].reshape(B, L, N, Dh)
         v = qkv[..., (H + N) * Dh:].reshape(B, L, N, Dh)
     else:
-        q = jnp.einsum("bld,dhk->blhk", h, lp["q"].astype(dt))
-        k = jnp.einsum("bld,dnk->blnk", h, lp["k"].astype(dt))
-        v = jnp.einsum("bld,dnk->blnk", h, lp["v"].astype(dt))
+        q = mm.einsum("bld,dhk->blhk", h, lp["q"].astype(dt))
+        k = mm.einsum("bld,dnk->blnk", h, lp["k"].astype(dt))
+        v = mm.einsum("bld,dnk->blnk", h, lp["v"].astype(dt))
         if cfg.qkv_bias:
             q = q + lp["q_bias"].astype(dt)[None, None]
             k = k + lp["k_bias"].astype(dt)[None, None]
@@ -194,16 +195,16 @@ def project_qkv(cfg: ModelConfig, lp: dict, x, positions_BL, inv_freq):
 def finish_layer(cfg: ModelConfig, lp: dict, x, att_BLHK):
     """Output projection + residual, then the SwiGLU MLP block + residual."""
     dt = cfg.dtype
-    x = x + jnp.einsum("blhk,hkd->bld", att_BLHK, lp["o"].astype(dt))
+    x = x + mm.einsum("blhk,hkd->bld", att_BLHK, lp["o"].astype(dt))
     h = rms_norm(x, lp["mlp_norm"], cfg.rms_norm_eps)
     if "gate_up" in lp:                     # fused by `rlx.models.cache.decode_params`
-        gu = jnp.einsum("bld,df->blf", h, lp["gate_up"])
+        gu = mm.einsum("bld,df->blf", h, lp["gate_up"])
         g, u = gu[..., :cfg.intermediate_size], gu[..., cfg.intermediate_size:]
     else:
-        g = jnp.einsum("bld,df->blf", h, lp["gate"].astype(dt))
-        u = jnp.einsum("bld,df->blf", h, lp["up"].astype(dt))
+        g = mm.einsum("bld,df->blf", h, lp["gate"].astype(dt))
+        u = mm.einsum("bld,df->blf", h, lp["up"].astype(dt))
     a = constrain(jax.nn.silu(g) * u, ("batch", "length", "act_mlp"))
-    x = x + jnp.einsum("blf,fd->bld", a, lp["down"].astype(dt))
+    x = x + mm.einsum("blf,fd->bld", a, lp["down"].astype(dt))
     return constrain(x, ("batch", "length", "act_embed"))
 
 
@@ -229,7 +230,7 @@ def core(params, cfg: ModelConfig, tokens_BL, positions_BL, attention: Attention
 
     if cfg.remat:
         body = jax.checkpoint(body)
-    x, kv = jax.lax.scan(body, x, params["layers"])
+    x, kv = jax.lax.scan(body, x, params["layers"], unroll=cfg.unroll_layers)
     return rms_norm(x, params["final_norm"], cfg.rms_norm_eps), kv
 
 
@@ -241,7 +242,8 @@ def unembed_matrix(params, cfg: ModelConfig) -> jax.Array:
 def logits_from_hidden(params, cfg: ModelConfig, h):
     """float32 logits [..., V] of final-norm hidden states [..., D] (float32 accumulation)."""
     w = unembed_matrix(params, cfg).astype(cfg.dtype)
-    return jnp.einsum("...d,dv->...v", h, w, preferred_element_type=jnp.float32)
+    logits = mm.einsum("nd,dv->nv", h.reshape(-1, h.shape[-1]), w, preferred_element_type=jnp.float32)
+    return logits.reshape(h.shape[:-1] + (w.shape[1],))
 
 
 def padding_positions(mask_BL):

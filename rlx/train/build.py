@@ -27,7 +27,8 @@ def build_model(c, tokenizer, key: jax.Array):
     dtype, param_dtype = _DTYPES[m.dtype], _DTYPES[m.param_dtype]
     if m.source == "hf":
         params, cfg = models.from_hf(m.hf_path)
-        cfg = cfg.replace(dtype=dtype, param_dtype=param_dtype, remat=bool(m.remat))
+        cfg = cfg.replace(dtype=dtype, param_dtype=param_dtype, remat=bool(m.remat),
+                          unroll_layers=bool(m.unroll_layers))
         params = jax.tree.map(lambda x: x.astype(param_dtype), params)
         if len(tokenizer) > cfg.vocab_size:
             raise ValueError(f"config.model.tokenizer_path: tokenizer has {len(tokenizer)} tokens but the "
@@ -36,7 +37,7 @@ def build_model(c, tokenizer, key: jax.Array):
     cfg = models.tiny(vocab_size=len(tokenizer), hidden_size=m.hidden_size, num_layers=m.num_layers,
                       num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,
                       intermediate_size=m.intermediate_size, dtype=dtype, param_dtype=param_dtype,
-                      remat=bool(m.remat), max_position_embeddings=max(
+                      remat=bool(m.remat), unroll_layers=bool(m.unroll_layers), max_position_embeddings=max(
                           512, c.sampler.max_prompt_len + c.sampler.max_new_tokens))
     return cfg, models.init_params(cfg, key)
 
