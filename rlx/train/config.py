@@ -272,6 +272,7 @@ def _value_checks(c) -> list[str]:
     need(r.micro_batches >= 1 and mb_prompts % max(r.micro_batches, 1) == 0, "rl.micro_batches",
          f"must be >= 1 and divide the {mb_prompts} prompts of a minibatch")
     need(r.max_sampling_rounds >= 1, "rl.max_sampling_rounds", "must be >= 1")
+    need(r.pad_multiple >= 0, "rl.pad_multiple", "must be >= 0 (0 = no trimming)")
     need(0 <= r.overlong_cache < c.sampler.max_new_tokens, "rl.overlong_cache",
          "must be in [0, sampler.max_new_tokens)")
 

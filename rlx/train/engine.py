@@ -44,7 +44,7 @@ from rlx.train.checkpoint import Checkpointer, abstract_like
 from rlx.train.metrics import MetricWriter
 from rlx.train.metrics_rl import rollout_metrics
 from rlx.train.optim import make_optimizer
-from rlx.train.rollout import generate_round, to_host
+from rlx.train.rollout import generate_round, to_host, trim_padding
 from rlx.train.state import TrainState
 from rlx.train.update import UpdateSpec, make_logprobs_fn, make_update
 from rlx.types import Batch
@@ -330,6 +330,8 @@ class Engine:
         valid_PG = np.broadcast_to(valid_P[:, None], (P, G)).copy()
         flat = {k: v.reshape((B,) + v.shape[2:]) for k, v in groups.items()
                 if k not in ("components", "cluster_ids", "source_ids", "example_ids")}
+        if c.rl.estimator != "spo_chain":      # SPO-chain continues from the sampler's full-width rows
+            flat = trim_padding(flat, c.rl.pad_multiple)
         rewards_PG = groups["rewards"].copy()
         ov = c.rl.overlong_cache
         if ov:
@@ -389,6 +391,8 @@ class Engine:
         m.update({k: float(v) for k, v in upd.items()})
         m.update({(k if k.startswith("spo/") else f"adv/{k}"): float(to_host(v)) for k, v in est_metrics.items()})
         m.update(info)
+        m["batch/prompt_columns"] = float(flat["prompt_tokens"].shape[1])      # after trim_padding
+        m["batch/completion_columns"] = float(flat["completion_tokens"].shape[1])
         m["time/train"] = t_train
         m["time/step"] = time.perf_counter() - t0
         m["throughput/sample_tokens_per_s"] = info.get("tokens/sampled", 0.0) / max(info.get("time/sample", 0), 1e-9)

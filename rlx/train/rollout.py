@@ -32,6 +32,37 @@ def to_host(x) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
+def trim_padding(flat: dict, multiple: int) -> dict:
+    """Drop the padding columns no row of the batch uses, keeping shapes on a grid.
+
+    `flat` is the trainer's flat batch (prompt arrays [B, Lp] left-padded, completion
+    arrays [B, T] right-padded). Prompt columns are cut from the left down to the longest
+    prompt, completion columns from the right down to the longest completion, each length
+    rounded up to a multiple of `multiple` (and never above the original). Only columns
+    that are padding in every row go, so log-probs, losses and gradients are those of the
+    untrimmed batch (positions come from the mask; masked keys get zero attention weight).
+    Each distinct (Lp', T') compiles the update once: at most ceil(Lp/m)·ceil(T/m) programs.
+    """
+    if multiple <= 0:
+        return flat
+
+    def keep(used: int, size: int) -> int:
+        return min(size, max(multiple, -(-used // multiple) * multiple))
+
+    Lp, T = flat["prompt_mask"].shape[1], flat["completion_mask"].shape[1]
+    p_used = np.flatnonzero(np.asarray(flat["prompt_mask"]).any(axis=0))      # columns some row uses
+    c_used = np.flatnonzero(np.asarray(flat["completion_mask"]).any(axis=0))
+    lp = keep(Lp - int(p_used[0]) if p_used.size else 0, Lp)
+    t = keep(int(c_used[-1]) + 1 if c_used.size else 0, T)
+    out = dict(flat)
+    for k in ("prompt_tokens", "prompt_mask"):
+        out[k] = flat[k][:, Lp - lp:]
+    for k in ("completion_tokens", "completion_mask", "logprobs", "sampling_logprobs"):
+        if k in flat:
+            out[k] = flat[k][:, :t]
+    return out
+
+
 def success_of(task: str, rewards_N: np.ndarray, comps_CN: np.ndarray | None) -> np.ndarray:
     spec = rw.get_task(task)
     if comps_CN is None:
