@@ -232,20 +232,28 @@ def test_dynamic_sampling_filters_and_resumes_with_its_carry(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_trimmed_batches_train_like_full_width_ones(tmp_path):
+@pytest.mark.parametrize("extra", [(), ("rl.estimator=gae", "rl.estimator_kwargs.lam=0.95"),
+                                   ("rl.loss=gspo", "rl.agg=seq-mean-token-sum-norm", "rl.kl_coef=0.01")],
+                         ids=["grpo", "gae_critic", "gspo_drgrpo_agg_kl"])
+def test_trimmed_batches_train_like_full_width_ones(tmp_path, extra):
     # rl.pad_multiple drops all-padding columns before the update; the loss, metrics and
-    # parameters must be those of the full-width batch (up to float32 reassociation).
+    # parameters must be those of the full-width batch (up to float32 reassociation) —
+    # also with a critic (values over the trimmed columns), Dr. GRPO's constant normalizer
+    # (sampler.max_new_tokens, not the trimmed width) and reference log-probs.
     runs = {}
     for m in (0, 1):
         e, _ = _run(small_config(tmp_path / str(m), f"rl.pad_multiple={m}", "train.steps=2", "checkpoint.interval=0",
-                                 "data.eval_prompts=0", "sampler.max_prompt_len=12", "sampler.max_new_tokens=6"))
+                                 "data.eval_prompts=0", "sampler.max_prompt_len=12", "sampler.max_new_tokens=6",
+                                 "rl.minibatches=1", *extra))
         recs = [r for r in read_jsonl(str(tmp_path / str(m) / "metrics.jsonl")) if "loss" in r and r["step"] > 0]
         runs[m] = (e, recs)
     (full, rf), (trim, rt) = runs[0], runs[1]
     assert [r["batch/prompt_columns"] for r in rf] == [12, 12]
     assert all(r["batch/prompt_columns"] < 12 for r in rt)           # quickstart prompts are <= 5 tokens
-    for a, b in zip(rf, rt):
-        for k in ("loss", "policy_loss", "entropy", "reward/mean"):
+    # Step 1's metrics come from the same params and the same samples (one minibatch).
+    a, b = rf[0], rt[0]
+    for k in ("loss", "policy_loss", "entropy", "reward/mean", "kl", "critic/loss"):
+        if k in a or k in b:
             assert abs(a[k] - b[k]) <= 1e-5 * max(1.0, abs(a[k])), (k, a[k], b[k])
     # Adam can turn a rounding-level gradient difference into up to one lr (2e-4) per step.
     for a, b in zip(jax.tree.leaves(full.state.params), jax.tree.leaves(trim.state.params)):
