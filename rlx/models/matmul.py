@@ -8,7 +8,8 @@ elementwise code that produced `dy` (the SiLU, RMSNorm or softmax derivatives), 
 then runs in the transposed order, unvectorized — ~40% of the training step (89 ms for a
 [5120, 1024] SiLU backward that costs ~8 ms on its own). Written directly as the
 contraction it is, `dw = einsum("bld,blf->df", x, dy)`, XLA transposes the small
-operand instead: the MLP block's fwd+bwd runs 2.1× faster.
+operand instead: the MLP block's fwd+bwd runs 2.1× faster, the benchmark model's
+(4 layers, 64 × 80 tokens) 1.93 s → 1.13 s.
 
 `einsum(spec, a, b)` is a two-operand einsum with a custom VJP in exactly that form:
   da = einsum("C,B->A", dy, b),   db = einsum("A,C->B", a, dy)      for spec "A,B->C",
