@@ -6,14 +6,13 @@ derivations and limiting identities (PRO with two responses = Bradley–Terry; L
 two items = a weighted pairwise logistic (DPO) loss).
 """
 
-import functools
-import inspect
 import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers.losses import jitted, np_logsig
 from jax.test_util import check_grads
 
 from rlx.losses import listwise as lw
@@ -22,16 +21,8 @@ from rlx.losses import preference as pref
 _STATIC = ("weighting", "num_steps")
 
 
-@functools.cache
 def J(fn):
-    """`fn` under jit (one compile per function and shape: far cheaper than op-by-op eager
-    dispatch); float hyper-parameters are traced, mode switches static."""
-    params = inspect.signature(fn).parameters
-    return jax.jit(fn, static_argnames=[n for n in _STATIC if n in params])
-
-
-def np_logsig(x):
-    return -np.logaddexp(0.0, -x)
+    return jitted(fn, _STATIC)
 
 
 # ----------------------------------------------------------------------- PRO

@@ -5,13 +5,12 @@ papers' formulas (DPO, cDPO, rDPO, IPO, SLiC hinge, SPPO-hard, APO-zero/down, Di
 from hand derivations (written next to each case) and from limiting identities.
 """
 
-import functools
-import inspect
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers.losses import jitted, np_logsig
 from jax.test_util import check_grads
 
 from rlx.losses import pairwise as pw
@@ -20,18 +19,10 @@ from rlx.losses import preference as pref
 _STATIC = ("paired", "loss_type", "sign")
 
 
-@functools.cache
 def J(fn):
-    """`fn` under jit (one compile per function and shape: far cheaper than op-by-op eager
-    dispatch); float hyper-parameters are traced, mode switches static."""
-    params = inspect.signature(fn).parameters
-    return jax.jit(fn, static_argnames=[n for n in _STATIC if n in params])
+    return jitted(fn, _STATIC)
 
 # ----------------------------------------------------------------------- numpy reference
-
-
-def np_logsig(x):
-    return -np.logaddexp(0.0, -x)
 
 
 def np_sig(x):

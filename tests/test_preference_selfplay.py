@@ -8,13 +8,12 @@ and limiting identities (SPPO with hard labels = SPPO-hard / 2, INPO at τ = η 
 CoPG with a ½ reward gap = β² IPO, DNO with a saturated target = DPO against π_t).
 """
 
-import functools
-import inspect
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers.losses import jitted, np_logsig
 from jax.test_util import check_grads
 
 from rlx.losses import online_pairs as op
@@ -24,16 +23,8 @@ from rlx.losses import selfplay as sp
 _STATIC = ("variant", "log_ratio_clamp", "max_accept")
 
 
-@functools.cache
 def J(fn):
-    """`fn` under jit (one compile per function and shape: far cheaper than op-by-op eager
-    dispatch); float hyper-parameters are traced, mode switches static."""
-    params = inspect.signature(fn).parameters
-    return jax.jit(fn, static_argnames=[n for n in _STATIC if n in params])
-
-
-def np_logsig(x):
-    return -np.logaddexp(0.0, -x)
+    return jitted(fn, _STATIC)
 
 
 def vecs(seed, k=6, n=4, scale=1.0):
