@@ -7,22 +7,18 @@ Expected values: float64 numpy formulas written here from the official code's eq
 λ = 1 = reference-free DPO with β = α).
 """
 
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers.losses import jitted, np_logsig
 from jax.test_util import check_grads
 
 from rlx.losses import preference as pref
 from rlx.losses import token_pref as tp
 
-J = functools.cache(jax.jit)  # one compile per function and shape (cheaper than eager dispatch)
-
-
-def np_logsig(x):
-    return -np.logaddexp(0.0, -x)
+J = jitted  # one compile per function and shape (cheaper than eager dispatch)
 
 
 def token_case(seed=0, N=3, T=4):
