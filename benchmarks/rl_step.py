@@ -49,7 +49,7 @@ def bench_rlx(path: str, args) -> float:
         f"sampler.max_new_tokens={args.tokens}", "sampler.max_prompt_len=16", "data.task=arithmetic",
         "data.levels=(2,)", "data.eval_prompts=0", "train.eval_every=0", f"train.steps={args.steps}",
         "checkpoint.interval=0", "log.progress=False", "mesh.shape=(1, 1, 1)", "optimizer.lr=1e-6",
-        "model.unroll_layers=True",                   # the CPU setting (as configs/quickstart.py)
+        "model.unroll_layers=True", "rl.pad_multiple=8",   # the CPU settings of configs/quickstart.py
         f"run_dir={tempfile.mkdtemp()}"])
     e = Engine(validate(c))
     tokens, seconds = 0.0, 0.0

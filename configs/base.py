@@ -66,8 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.max_sampling_rounds = 3         # dynamic sampling: generation rounds per step at most
     c.rl.overlong_cache = 0              # DAPO overlong shaping window L_cache in tokens (0 = off)
     c.rl.recompute_old_logprobs = False  # recompute log pi_old with the trainer (else sampler's)
-    c.rl.pad_multiple = 8                # trainer drops all-padding columns, lengths rounded up to
-    #                                      this (0 = fixed shapes: one compiled update)
+    c.rl.pad_multiple = 64               # trainer drops all-padding columns, lengths rounded up to
+    #                                      this: each (prompt, completion) width compiles once, so
+    #                                      at most (512/64)^2 programs for 512/512 (0 = fixed shapes)
 
     # ------------------------------------------------------------------ critic (PPO)
     # Used when rl.estimator is gae or egae: a value network (the policy's architecture,
