@@ -67,6 +67,7 @@ def _tokens(B, L, seed=0):
     ("param_dtype", dict(param_dtype="nonsense")),
     ("tie_embeddings", dict(tie_embeddings=1)),
     ("unroll_layers", dict(unroll_layers="yes")),
+    ("remat", dict(remat="everything")),
 ])
 def test_config_validation_names_the_field(field, kw):
     base = dict(vocab_size=V, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
@@ -149,7 +150,8 @@ def test_forward_invariances(qwen2):
         models.forward(params, cfg, toks, attention_mask_BL=mask)
 
 
-@pytest.mark.parametrize("variant", [{"remat": True}, {"unroll_layers": True}, {"remat": True, "unroll_layers": True}])
+@pytest.mark.parametrize("variant", [{"remat": True}, {"remat": "dots_saveable"}, {"unroll_layers": True},
+                                     {"remat": "full", "unroll_layers": True}])
 def test_remat_and_unrolling_give_the_same_gradients(qwen2, variant):
     cfg, params = qwen2
     toks = _tokens(2, 7, seed=3)

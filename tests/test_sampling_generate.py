@@ -257,3 +257,39 @@ def test_validation(model):
     with pytest.raises(ValueError, match="prefix_len_N"):
         sampling.continue_from(params, cfg, SAMPLE, st, toks[:, 1:], mask[:, 1:], jnp.zeros((3, 8), jnp.int32),
                                jnp.zeros(2, jnp.int32), 2)
+
+
+def test_chunked_rollouts_give_the_same_samples(model):
+    # rows_per_call splits a call into chunks of whole prompts (the last one padded);
+    # randomness is per row (fold_in of the row id and the token index), so the samples,
+    # log-probs and finish reasons equal one call's for the same state — and the state
+    # advances once per call either way.
+    cfg, params = model
+    toks, mask = _prompts(P=5, seed=3)
+    st = sampling.init_state(jax.random.key(4))
+    for scfg in (SAMPLE, SAMPLE.replace(top_k=5, temperature=0.8)):
+        whole, st_w = sampling.generate(params, cfg, scfg, st, toks, mask, 3)
+        for rows in (3, 6, 12):                           # 1, 2 and 4 prompts per call (5 = 4 + 1 padded)
+            got, st_c = sampling.generate(params, cfg, scfg.replace(rows_per_call=rows), st,
+                                          np.asarray(toks), np.asarray(mask), 3)
+            for f in ("prompt_tokens", "prompt_mask", "completion_tokens", "completion_mask", "lengths",
+                      "finish_reason"):
+                np.testing.assert_array_equal(getattr(got, f), getattr(whole, f), err_msg=f"{f} rows={rows}")
+            np.testing.assert_allclose(got.logprobs, whole.logprobs, atol=1e-6, rtol=0)
+            np.testing.assert_array_equal(st_c.rng, st_w.rng)
+    # Row r's tokens do not depend on the other rows: the same prompt as row 0 of a
+    # one-prompt call reproduces the first group.
+    whole, _ = sampling.generate(params, cfg, SAMPLE, st, toks, mask, 3)
+    one, _ = sampling.generate(params, cfg, SAMPLE, st, toks[:1], mask[:1], 3)
+    np.testing.assert_array_equal(one.completion_tokens, whole.completion_tokens[:3])
+    # prefix continuation, chunked the same way
+    cuts = jnp.array([0, 2, 5, 1, 3])
+    c1, _ = sampling.continue_from(params, cfg, SAMPLE, st, toks, mask, whole.completion_tokens[::3], cuts, 2)
+    c2, _ = sampling.continue_from(params, cfg, SAMPLE.replace(rows_per_call=4), st, np.asarray(toks),
+                                   np.asarray(mask), np.asarray(whole.completion_tokens[::3]), np.asarray(cuts), 2)
+    for f in ("prompt_tokens", "completion_tokens", "completion_mask", "finish_reason"):
+        np.testing.assert_array_equal(getattr(c2, f), getattr(c1, f), err_msg=f)
+    # one compiled program per chunk shape, reused by every chunk
+    n = sampler_mod._generate._cache_size()
+    sampling.generate(params, cfg, SAMPLE.replace(rows_per_call=6), st, np.asarray(toks), np.asarray(mask), 3)
+    assert sampler_mod._generate._cache_size() == n

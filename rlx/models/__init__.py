@@ -30,8 +30,8 @@ from rlx.models.cache import (
     repeat_rows,
 )
 from rlx.models.config import ModelConfig, tiny
-from rlx.models.hf import from_hf, to_hf
-from rlx.models.logprobs import completion_logprobs, token_logprobs
+from rlx.models.hf import from_hf, read_hf_config, to_hf
+from rlx.models.logprobs import completion_logprobs, resolve_vocab_chunk, token_logprobs
 from rlx.models.shared_prefix import (
     packed_logprobs,
     prefix_group_attention,
@@ -55,6 +55,6 @@ __all__ = [
     "K_AXES", "ModelConfig", "attend", "build_tokenizer", "cache_logical_axes", "causal_mask",
     "completion_logprobs", "decode_params", "decode_step", "forward", "from_hf", "hidden_states", "init_cache",
     "init_params", "load_tokenizer", "logits_from_hidden", "packed_logprobs", "padding_positions",
-    "param_logical_axes", "prefill", "prefix_group_attention", "repeat_rows", "shared_prefix_logprobs", "tiny",
-    "to_hf", "token_logprobs", "tree_attention_mask", "unembed_matrix", "V_AXES",
+    "param_logical_axes", "prefill", "prefix_group_attention", "read_hf_config", "repeat_rows", "resolve_vocab_chunk",
+    "shared_prefix_logprobs", "tiny", "to_hf", "token_logprobs", "tree_attention_mask", "unembed_matrix", "V_AXES",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 import jax.numpy as jnp
 
 _DTYPE_NAMES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+REMAT_POLICIES = ("none", "full", "dots_saveable")
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 
 
@@ -35,7 +36,11 @@ class ModelConfig:
       the config stays hashable (it is a static argument of jitted functions).
     dtype: compute dtype of activations and the KV cache; param_dtype: of the weights.
       Logits, softmax, norms' statistics and log-probs are always float32.
-    remat: rematerialize each layer in the backward pass (`jax.checkpoint`).
+    remat: what the backward pass recomputes of each layer (`jax.checkpoint` policies,
+      `REMAT_POLICIES`): "none" (keep every activation: fastest, most memory), "full"
+      (save only the layer's input: least memory, one extra forward), "dots_saveable"
+      (save the matmul outputs, recompute the elementwise work between them). A bool is
+      accepted for "full" / "none".
     unroll_layers: unroll the `lax.scan` over layers. The rolled scan (default) compiles
       one layer whatever the depth — what large models on accelerators want. On XLA:CPU
       the loop costs the backward pass ~20% (the stacked residuals are read and written
@@ -59,7 +64,7 @@ class ModelConfig:
     family: str = "qwen2"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
-    remat: bool = False
+    remat: str = "none"
     unroll_layers: bool = False
 
     def __post_init__(self):
@@ -91,7 +96,11 @@ class ModelConfig:
                 _dtype_name(getattr(self, f))
             except (ValueError, TypeError) as e:
                 raise ValueError(f"ModelConfig.{f}: {e}") from None
-        for f in ("tie_embeddings", "qkv_bias", "qk_norm", "remat", "unroll_layers"):
+        if isinstance(self.remat, bool):
+            object.__setattr__(self, "remat", "full" if self.remat else "none")
+        if self.remat not in REMAT_POLICIES:
+            raise ValueError(f"ModelConfig.remat: expected one of {REMAT_POLICIES}, got {self.remat!r}")
+        for f in ("tie_embeddings", "qkv_bias", "qk_norm", "unroll_layers"):
             if not isinstance(getattr(self, f), bool):
                 raise ValueError(f"ModelConfig.{f}: expected a bool, got {getattr(self, f)!r}")
 

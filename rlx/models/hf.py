@@ -77,14 +77,20 @@ def _to_hf(name: str, w: np.ndarray) -> np.ndarray:
     return w
 
 
-def from_hf(path: str, *, dtype=None) -> tuple[dict, ModelConfig]:
-    """(params, ModelConfig) from a local HF directory; weights keep their stored dtype
-    unless `dtype` is given (the config's param_dtype follows)."""
+def read_hf_config(path: str) -> ModelConfig:
+    """The ModelConfig of a local HF directory from its `config.json` alone (no weights
+    are read: what planning needs)."""
     cfg_path = os.path.join(path, "config.json")
     if not os.path.exists(cfg_path):
         raise FileNotFoundError(f"{path}: no config.json (expected a local HF model directory)")
     with open(cfg_path) as f:
-        cfg = ModelConfig.from_hf_dict(json.load(f))
+        return ModelConfig.from_hf_dict(json.load(f))
+
+
+def from_hf(path: str, *, dtype=None) -> tuple[dict, ModelConfig]:
+    """(params, ModelConfig) from a local HF directory; weights keep their stored dtype
+    unless `dtype` is given (the config's param_dtype follows)."""
+    cfg = read_hf_config(path)
     tensors = {}
     for fn in _files(path):
         with safe_open(fn, framework="flax") as f:

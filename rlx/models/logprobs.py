@@ -8,16 +8,33 @@ from rlx import ops
 from rlx.models.config import ModelConfig
 from rlx.models.transformer import hidden_states, logits_from_hidden, unembed_matrix
 
+# `vocab_chunk=-1` (auto): vocabularies at least this large get chunked log-probs. Below
+# it the [B, T, V] float32 logits of a micro-batch are small (V = 32k, 4k tokens: 0.5 GiB
+# per row) and one matmul is faster; Qwen (152k) and Llama-3 (128k) vocabularies are chunked.
+AUTO_VOCAB_CHUNK_FROM = 32768
+AUTO_VOCAB_CHUNK = 8192
+
+
+def resolve_vocab_chunk(vocab_chunk: int | None, vocab_size: int) -> int:
+    """A `vocab_chunk` setting with -1 (auto) resolved for a vocabulary size; 0 = off."""
+    if vocab_chunk is None:
+        return 0
+    if vocab_chunk < 0:
+        return AUTO_VOCAB_CHUNK if vocab_size >= AUTO_VOCAB_CHUNK_FROM else 0
+    return int(vocab_chunk)
+
 
 def token_logprobs(params, cfg: ModelConfig, h_BTD, tokens_BT, mask_BT, *, temperature: float = 1.0,
                    vocab_chunk: int | None = None, with_entropy: bool = False):
     """log softmax(h @ unembed / temperature)[token] (float32), 0 where the mask is False;
     with `with_entropy` also the entropy of each predicted distribution.
 
-    `vocab_chunk=None` materializes the float32 logits [B, T, V]; an int uses
-    `rlx.ops.chunked_logprobs` (vocabulary chunks with an online logsumexp).
+    `vocab_chunk=None` (or 0) materializes the float32 logits [B, T, V]; an int uses
+    `rlx.ops.chunked_logprobs` (vocabulary chunks with an online logsumexp); -1 chooses
+    by vocabulary size (`resolve_vocab_chunk`).
     """
     mask = mask_BT.astype(bool)
+    vocab_chunk = resolve_vocab_chunk(vocab_chunk, cfg.vocab_size)
     if vocab_chunk:
         out = ops.chunked_logprobs(h_BTD, unembed_matrix(params, cfg).astype(cfg.dtype), tokens_BT,
                                    temperature=temperature, chunk_size=int(vocab_chunk), with_entropy=with_entropy)

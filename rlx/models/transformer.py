@@ -228,10 +228,20 @@ def core(params, cfg: ModelConfig, tokens_BL, positions_BL, attention: Attention
         x = finish_layer(cfg, lp, x, attention(q, k, v))
         return x, ((k, v) if return_kv else None)
 
-    if cfg.remat:
-        body = jax.checkpoint(body)
+    if cfg.remat != "none":
+        body = jax.checkpoint(body, policy=remat_policy(cfg.remat))
     x, kv = jax.lax.scan(body, x, params["layers"], unroll=cfg.unroll_layers)
     return rms_norm(x, params["final_norm"], cfg.rms_norm_eps), kv
+
+
+def remat_policy(name: str):
+    """The `jax.checkpoint` policy of a `ModelConfig.remat` name ("full": save nothing
+    inside the layer; "dots_saveable": save matmul results)."""
+    if name == "full":
+        return jax.checkpoint_policies.nothing_saveable
+    if name == "dots_saveable":
+        return jax.checkpoint_policies.dots_saveable
+    raise ValueError(f"remat_policy: no policy for {name!r}")
 
 
 def unembed_matrix(params, cfg: ModelConfig) -> jax.Array:

@@ -11,7 +11,18 @@
 
 from rlx.sampling.categorical import argmax, sample_categorical
 from rlx.sampling.config import SampleOutput, SamplerConfig, SamplerState, init_state, split_state
-from rlx.sampling.sampler import DecodeState, continue_from, decode, fork, generate, make_prefixes, pick, start
+from rlx.sampling.sampler import (
+    DecodeState,
+    continue_from,
+    decode,
+    fork,
+    generate,
+    make_prefixes,
+    pick,
+    row_keys,
+    sample_rows,
+    start,
+)
 from rlx.sampling.topk import filter_logits
 from rlx.sampling.tree import (
     Tree,
@@ -26,5 +37,6 @@ from rlx.sampling.tree import (
 __all__ = [
     "DecodeState", "SampleOutput", "SamplerConfig", "SamplerState", "Tree", "argmax", "continue_from", "decode",
     "edge_samples", "filter_logits", "fork", "generate", "init_state", "make_prefixes", "node_completions", "pick",
-    "sample_categorical", "sample_tree", "segment_lengths", "split_state", "start", "tree_logprobs", "tree_structure",
+    "row_keys", "sample_categorical", "sample_rows", "sample_tree", "segment_lengths", "split_state", "start",
+    "tree_logprobs", "tree_structure",
 ]

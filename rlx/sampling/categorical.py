@@ -27,14 +27,25 @@ def argmax(z_BV):
     return jnp.min(jnp.where(z_BV == m, idx, V), axis=-1).astype(jnp.int32)
 
 
+def row_uniforms(key, B: int):
+    """One U[0, 1) per row: from one key (shape ()), or from a key per row (shape (B,))
+    — then row b's number depends on its own key only (chunking never changes it)."""
+    if key.shape == ():
+        return jax.random.uniform(key, (B, 1), jnp.float32)
+    if key.shape != (B,):
+        raise ValueError(f"sample_categorical: expected one key or {B} row keys, got keys of shape {key.shape}")
+    return jax.vmap(lambda k: jax.random.uniform(k, (1,), jnp.float32))(key)
+
+
 def sample_categorical(key, z_BV):
-    """One token per row from softmax(z) (rows [B, V]; -inf entries have probability 0)."""
+    """One token per row from softmax(z) (rows [B, V]; -inf entries have probability 0).
+    `key`: one key, or one key per row (`row_uniforms`)."""
     B, V = z_BV.shape
     nb = -(-V // BLOCK)
     p = jax.nn.softmax(z_BV.astype(jnp.float32), axis=-1)
     pb = jnp.pad(p, ((0, 0), (0, nb * BLOCK - V))).reshape(B, nb, BLOCK)
     cum_blocks = jnp.cumsum(jnp.sum(pb, axis=-1), axis=-1)                             # [B, nb]
-    u = 1.0 - jax.random.uniform(key, (B, 1), jnp.float32)                             # (0, 1]
+    u = 1.0 - row_uniforms(key, B)                                                     # (0, 1]
     x = u * cum_blocks[:, -1:]                                                         # [B, 1]
     blk = jnp.minimum(jnp.sum(cum_blocks < x, axis=-1), nb - 1).astype(jnp.int32)      # [B]
     before = jnp.take_along_axis(cum_blocks, jnp.maximum(blk - 1, 0)[:, None], axis=1)

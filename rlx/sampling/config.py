@@ -22,6 +22,9 @@ class SamplerConfig:
       the order temperature -> top-k -> top-p (as HF's logits warpers).
     stop_ids: tokens that end a completion (kept in it, mask True).
     pad_id: the token written after a row has finished (mask False).
+    rows_per_call: rows (prompts x samples) per compiled sampler call; a call with more
+      rows runs in chunks of whole prompts (the KV cache holds rows_per_call rows), with
+      the same samples (randomness is per row). 0 = all rows in one call.
     """
     max_prompt_len: int
     max_new_tokens: int
@@ -30,6 +33,7 @@ class SamplerConfig:
     top_p: float = 1.0
     stop_ids: tuple[int, ...] = ()
     pad_id: int = 0
+    rows_per_call: int = 0
 
     def __post_init__(self):
         for f in ("max_prompt_len", "max_new_tokens"):
@@ -50,6 +54,8 @@ class SamplerConfig:
             raise ValueError(f"SamplerConfig.stop_ids: token ids must be >= 0, got {stops}")
         if not isinstance(self.pad_id, int) or self.pad_id < 0:
             raise ValueError(f"SamplerConfig.pad_id: must be an int >= 0, got {self.pad_id!r}")
+        if not isinstance(self.rows_per_call, int) or self.rows_per_call < 0:
+            raise ValueError(f"SamplerConfig.rows_per_call: must be an int >= 0, got {self.rows_per_call!r}")
         object.__setattr__(self, "stop_ids", stops)
         object.__setattr__(self, "temperature", float(self.temperature))
         object.__setattr__(self, "top_p", float(self.top_p))

@@ -35,7 +35,7 @@ from rlx.models.config import ModelConfig
 from rlx.models.shared_prefix import packed_logprobs
 from rlx.models.transformer import padding_positions
 from rlx.sampling.config import SampleOutput, SamplerConfig, SamplerState, split_state
-from rlx.sampling.sampler import check_prompts, decode, fork, start
+from rlx.sampling.sampler import check_prompts, decode, fork, row_keys, start
 from rlx.types import FinishReason
 
 
@@ -127,7 +127,8 @@ def _sample_tree(params, cfg: ModelConfig, scfg: SamplerConfig, branching, segme
         ds = fork(ds, b)
         exists = ~ds.done                     # parent existed and did not finish
         key, sub = jax.random.split(key)
-        ds, toks, msk, lps, slps = decode(dp, cfg, scfg, ds, sub, m, col, ds.generated + m)
+        keys = row_keys(sub, jnp.arange(ds.done.shape[0], dtype=jnp.int32))
+        ds, toks, msk, lps, slps = decode(dp, cfg, scfg, ds, keys, m, col, ds.generated + m)
         stopped = ds.finish == FinishReason.STOP
         pad = ((0, 0), (0, M - m))
         levels.append(dict(tokens=jnp.pad(toks, pad, constant_values=scfg.pad_id), mask=jnp.pad(msk, pad),
