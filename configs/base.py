@@ -18,6 +18,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.name = "base"                      # run name (used in logs and the default run_dir)
     c.run_dir = ""                       # output dir; "" = runs/<name>
     c.seed = 0                           # master seed: params init, sampling, data order
+    c.plan_topology = ""                 # the hardware this config is sized for, e.g. "v5e-8"
+    #                                      (`python -m rlx.plan`'s default --topology; "" = local)
 
     # ------------------------------------------------------------------ model
     c.model = ml_collections.ConfigDict()
@@ -25,16 +27,29 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.hf_path = ""                 # local dir with config.json + *.safetensors (source="hf")
     c.model.tokenizer_path = ""          # local HF tokenizer dir; "" = hf_path, or the built-in one
     c.model.init_from = ""               # warm start: an rlx checkpoint dir or HF dir ("" = none)
-    c.model.hidden_size = 64             # tiny model width D
-    c.model.num_layers = 2               # tiny model depth
-    c.model.num_heads = 4                # tiny model query heads H
-    c.model.num_kv_heads = 2             # tiny model KV heads N (GQA)
-    c.model.intermediate_size = 128      # tiny model SwiGLU hidden size
-    c.model.dtype = "float32"            # compute dtype (activations, KV cache): float32 | bfloat16
-    c.model.param_dtype = "float32"      # parameter dtype
-    c.model.remat = False                # rematerialize each layer in the backward pass
+    # Architecture (source="tiny": the model built; source="hf": what planning uses when
+    # hf_path has no config.json here, and what the HF config.json must agree with).
+    c.model.hidden_size = 64             # width D
+    c.model.num_layers = 2               # depth
+    c.model.num_heads = 4                # query heads H
+    c.model.num_kv_heads = 2             # KV heads N (GQA)
+    c.model.intermediate_size = 128      # SwiGLU hidden size F
+    c.model.vocab_size = 0               # vocabulary V (0 = the tokenizer's size)
+    c.model.head_dim = 0                 # Dh (0 = hidden_size / num_heads)
+    c.model.family = "qwen2"             # qwen2 (q/k/v biases) | qwen3 (QK-norm) | llama
+    c.model.rope_theta = 10000.0         # RoPE base
+    c.model.rms_norm_eps = 1e-6
+    c.model.tie_embeddings = True        # output projection = embedding^T
+    c.model.max_position_embeddings = 0  # 0 = max(512, prompt + completion budget)
+    # Numerics and memory.
+    c.model.dtype = "auto"               # compute dtype of activations and the KV cache: auto
+    #                                      (bfloat16 on TPU/GPU, float32 on CPU) | float32 | bfloat16
+    c.model.param_dtype = "float32"      # master weights (optimizer updates) dtype
+    c.model.remat = "none"               # backward recompute per layer: none | full | dots_saveable
     c.model.unroll_layers = False        # unroll the scan over layers (faster backward on CPU)
-    c.model.vocab_chunk = 0              # >0: vocabulary-chunked log-probs (never [B,T,V] in f32)
+    c.model.vocab_chunk = -1             # log-probs over vocabulary chunks of this many columns
+    #                                      (never [B,T,V] in f32): -1 = auto (8192 when V >= 32768,
+    #                                      else off), 0 = off
 
     # ---------------------------------------------------------------- sampler
     c.sampler = ml_collections.ConfigDict()
@@ -43,6 +58,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.sampler.temperature = 1.0          # sampling temperature (0 = greedy)
     c.sampler.top_k = 0                  # 0 = no top-k filtering
     c.sampler.top_p = 1.0                # 1.0 = no nucleus filtering
+    c.sampler.rows_per_call = 0          # rows (prompts x G) per compiled sampler call: bounds the
+    #                                      KV cache to rows_per_call x (prompt + budget) columns;
+    #                                      a multiple of rl.group_size (0 = all rows in one call)
 
     # ----------------------------------------------------------------- RL algorithm
     c.rl = ml_collections.ConfigDict()
@@ -61,14 +79,17 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.prompts_per_step = 8            # P prompts per RL step (batch B = P * G)
     c.rl.epochs = 1                      # passes over each batch (PPO epochs)
     c.rl.minibatches = 1                 # optimizer steps per epoch (batch split by whole groups)
-    c.rl.micro_batches = 1               # gradient-accumulation chunks per minibatch
+    c.rl.micro_batches = 1               # gradient-accumulation chunks per minibatch (exact): any
+    #                                      divisor of its rows for token-level losses, whole groups
+    #                                      for group losses (DisCO, DRPO, TRPA)
     c.rl.dynamic_sampling = False        # DAPO: drop zero-variance groups, oversample to refill
     c.rl.max_sampling_rounds = 3         # dynamic sampling: generation rounds per step at most
     c.rl.overlong_cache = 0              # DAPO overlong shaping window L_cache in tokens (0 = off)
     c.rl.recompute_old_logprobs = False  # recompute log pi_old with the trainer (else sampler's)
-    c.rl.pad_multiple = 64               # trainer drops all-padding columns, lengths rounded up to
-    #                                      this: each (prompt, completion) width compiles once, so
-    #                                      at most (512/64)^2 programs for 512/512 (0 = fixed shapes)
+    c.rl.pad_multiple = 64               # trainer drops all-padding columns; widths rounded up to
+    #                                      buckets pad_multiple x 2^k (and the full width): each
+    #                                      (prompt, completion) bucket compiles once, e.g. at most
+    #                                      4 x 7 update programs for 512 / 4096 (0 = fixed shapes)
 
     # ------------------------------------------------------------------ critic (PPO)
     # Used when rl.estimator is gae or egae: a value network (the policy's architecture,
@@ -146,6 +167,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.steps = 100                  # RL steps (sample -> reward -> advantage -> update)
     c.train.eval_every = 0               # evaluate greedy accuracy every N steps (0 = start/end)
+    c.train.forward_rows = 64            # rows per chunk of the forwards outside the policy update
+    #                                      (old / reference log-probs, critic values) and per SFT
+    #                                      micro-batch, run as a loop inside one jit (0 = whole batch)
+    c.train.compile_cache = "auto"       # persistent XLA compilation cache dir: auto =
+    #                                      $RLX_COMPILE_CACHE or ~/.cache/rlx/jax; "" = off (a cache
+    #                                      already configured in JAX, e.g. by the tests, wins)
 
     # ------------------------------------------------------------------ checkpoints
     c.checkpoint = ml_collections.ConfigDict()

@@ -206,20 +206,21 @@ def test_spo_engine_paths(tmp_path, name):
 
 def test_dynamic_sampling_filters_and_resumes_with_its_carry(tmp_path):
     # DAPO: every trained group has reward variance; the groups carried over to the next
-    # batch are in the checkpoint, so 5 steps == 4 steps + resume + 1 step. (With this seed
-    # step 4 oversamples: 5 kept groups for 4 slots, so step 5 starts from one carried group.)
+    # batch are in the checkpoint, so 4 steps == 3 steps + resume + 1 step. (With seed 1
+    # step 3 oversamples: 5 kept groups for 4 slots, so step 4 starts from one carried group.)
     dapo = os.path.join(ROOT, "configs", "dapo_arith.py")
 
     def cfg(d):
         c = load_config(dapo)
         apply_overrides(c, [f"run_dir={d}", "log.progress=False", "data.eval_prompts=0", "sft.steps=30",
-                            "sft.batch_size=32", "rl.prompts_per_step=4", "rl.max_sampling_rounds=6", "rl.minibatches=2", "train.steps=5",
+                            "sft.batch_size=32", "rl.prompts_per_step=4", "rl.max_sampling_rounds=6", "rl.minibatches=2", "train.steps=4",
+                            "seed=1",
                             "train.eval_every=0", "checkpoint.interval=1", "checkpoint.async_save=False",
                             "mesh.shape=(1, 1, 1)"])
         return validate(c)
 
     full, _ = _run(cfg(tmp_path / "a"))
-    _run(cfg(tmp_path / "b"), stop_after=4)
+    _run(cfg(tmp_path / "b"), stop_after=3)
     resumed, _ = _run(cfg(tmp_path / "b"), engine_kw={"resume": True})
     ra = _deterministic(read_jsonl(str(tmp_path / "a" / "metrics.jsonl")))
     rb = _deterministic(read_jsonl(str(tmp_path / "b" / "metrics.jsonl")))

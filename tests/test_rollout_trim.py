@@ -31,8 +31,11 @@ def test_trims_to_the_used_columns_rounded_up():
     np.testing.assert_array_equal(out["lengths"], f["lengths"])      # per-row arrays untouched
     assert out["prompt_mask"].sum() == f["prompt_mask"].sum()        # no real token lost
     assert out["completion_mask"].sum() == f["completion_mask"].sum()
+    # multiple 1: geometric buckets 1, 2, 4, 8 — 3 prompt columns -> 4, 5 completion columns -> 8
     o1 = trim_padding(f, 1)
-    assert o1["prompt_tokens"].shape == (3, 3) and o1["completion_tokens"].shape == (3, 5)
+    assert o1["prompt_tokens"].shape == (3, 4) and o1["completion_tokens"].shape == (3, 8)
+    o3 = trim_padding(f, 3)                    # buckets 3, 6, 12: 3 -> 3, 5 -> 6
+    assert o3["prompt_tokens"].shape == (3, 3) and o3["completion_tokens"].shape == (3, 6)
 
 
 def test_no_trim_cases():

@@ -52,6 +52,13 @@ def group_keep_mask(rewards_PG, valid_PG=None, *, keep_singletons: bool = True) 
     return varies | ((n == 1) & keep_singletons)
 
 
+# The driver's buffer operations, compiled once per shape: called eagerly, every jnp
+# operation inside them would be dispatched (and, for new shapes, compiled) on its own.
+_push = jax.jit(recovery.push)
+_pop = jax.jit(recovery.pop, static_argnums=1)
+_keep = jax.jit(group_keep_mask, static_argnames=("keep_singletons",))
+
+
 def fill_batch(generate_round: Callable[[int], tuple[Any, Any, Any]], buffer: recovery.GroupBuffer,
                batch_groups: int, *, max_rounds: int, keep_singletons: bool = True,
                ) -> tuple[Any, Array, recovery.GroupBuffer, dict[str, float]]:
@@ -72,12 +79,12 @@ def fill_batch(generate_round: Callable[[int], tuple[Any, Any, Any]], buffer: re
     rounds = generated = kept = 0
     while int(buffer.size) < batch_groups and rounds < max_rounds:
         groups, rewards_PG, valid_PG = generate_round(rounds)
-        keep = group_keep_mask(rewards_PG, valid_PG, keep_singletons=keep_singletons)
-        buffer = recovery.push(buffer, groups, keep)
+        keep = _keep(rewards_PG, valid_PG, keep_singletons=keep_singletons)
+        buffer = _push(buffer, groups, keep)
         rounds += 1
         generated += int(keep.shape[0])
         kept += int(np.sum(np.asarray(keep)))
-    batch, valid, buffer = recovery.pop(buffer, batch_groups)
+    batch, valid, buffer = _pop(buffer, batch_groups)
     metrics = {"dynamic/rounds": float(rounds), "dynamic/generated_groups": float(generated),
                "dynamic/kept_groups": float(kept), "dynamic/keep_rate": kept / max(generated, 1),
                "dynamic/carried_in": float(carried), "dynamic/carried_out": float(buffer.size),

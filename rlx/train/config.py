@@ -39,8 +39,15 @@ def load_config(path: str) -> ml_collections.ConfigDict:
     if not os.path.isfile(path):
         raise ConfigError(f"--config: no such config file {path!r}")
     # Config files import their base as `from configs import base`: put the directory
-    # holding `configs/` on the path.
+    # holding `configs/` on the path (the nearest ancestor named `configs`, so that
+    # configs/scale/x.py works too; else the file's parent's parent, as before).
     root = os.path.dirname(os.path.dirname(path))
+    d = os.path.dirname(path)
+    while os.path.dirname(d) != d:
+        if os.path.basename(d) == "configs":
+            root = os.path.dirname(d)
+            break
+        d = os.path.dirname(d)
     if root not in sys.path:
         sys.path.insert(0, root)
     name = "rlx_config_" + os.path.splitext(os.path.basename(path))[0]
@@ -176,7 +183,7 @@ AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mea
 TASKS = ("arithmetic", "countdown", "knights_knaves", "kk_files", "gsm8k")
 
 
-def _value_checks(c) -> list[str]:
+def _value_checks(c, for_plan: bool = False) -> list[str]:
     e: list[str] = []
 
     def need(cond, key, msg):
@@ -184,18 +191,34 @@ def _value_checks(c) -> list[str]:
             e.append(f"config.{key}: {msg}, got {_get(c, key)!r}")
 
     need(c.model.source in ("tiny", "hf"), "model.source", "must be 'tiny' or 'hf'")
-    if c.model.source == "hf":
-        need(bool(c.model.hf_path), "model.hf_path", "required when model.source='hf'")
+    if c.model.source == "hf" and not for_plan:
+        need(bool(c.model.hf_path), "model.hf_path", "required to run with model.source='hf' (a local HF "
+             "model directory; `python -m rlx.plan` needs only the architecture fields)")
     for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size"):
         need(c.model[k] >= 1, f"model.{k}", "must be >= 1")
+    for k in ("vocab_size", "head_dim", "max_position_embeddings"):
+        need(c.model[k] >= 0, f"model.{k}", "must be >= 0 (0 = derived)")
     need(c.model.num_heads % max(c.model.num_kv_heads, 1) == 0, "model.num_kv_heads",
          "must divide model.num_heads")
-    need(c.model.hidden_size % max(c.model.num_heads, 1) == 0, "model.hidden_size",
-         "must be divisible by model.num_heads")
-    for k in ("dtype", "param_dtype"):
-        need(c.model[k] in ("float32", "bfloat16", "float16"), f"model.{k}",
-             "must be float32, bfloat16 or float16")
-    need(c.model.vocab_chunk >= 0, "model.vocab_chunk", "must be >= 0")
+    if not c.model.head_dim:
+        need(c.model.hidden_size % max(c.model.num_heads, 1) == 0, "model.hidden_size",
+             "must be divisible by model.num_heads (or set model.head_dim)")
+    else:
+        need(c.model.head_dim % 2 == 0, "model.head_dim", "must be even (RoPE)")
+    need(c.model.family in ("qwen2", "qwen3", "llama"), "model.family", "must be qwen2, qwen3 or llama")
+    need(c.model.rope_theta > 0, "model.rope_theta", "must be > 0")
+    need(c.model.rms_norm_eps > 0, "model.rms_norm_eps", "must be > 0")
+    need(c.model.dtype in ("auto", "float32", "bfloat16", "float16"), "model.dtype",
+         "must be auto, float32, bfloat16 or float16")
+    need(c.model.param_dtype in ("float32", "bfloat16", "float16"), "model.param_dtype",
+         "must be float32, bfloat16 or float16")
+    from rlx.models.config import REMAT_POLICIES
+    need(c.model.remat in REMAT_POLICIES, "model.remat", f"must be one of {REMAT_POLICIES}")
+    need(c.model.vocab_chunk >= -1, "model.vocab_chunk", "must be -1 (auto), 0 (off) or a chunk size")
+    need(c.sampler.rows_per_call >= 0 and c.sampler.rows_per_call % max(c.rl.group_size, 1) == 0,
+         "sampler.rows_per_call", f"must be 0 or a multiple of rl.group_size={c.rl.group_size} "
+         "(rollouts are chunked by whole prompts)")
+    need(c.train.forward_rows >= 0, "train.forward_rows", "must be >= 0 (0 = whole batch)")
     need(c.sampler.max_prompt_len >= 1, "sampler.max_prompt_len", "must be >= 1")
     need(c.sampler.max_new_tokens >= 1, "sampler.max_new_tokens", "must be >= 1")
     need(c.sampler.temperature >= 0, "sampler.temperature", "must be >= 0")
@@ -269,8 +292,16 @@ def _value_checks(c) -> list[str]:
          f"must be >= 1 and divide rl.prompts_per_step={r.prompts_per_step} (minibatches hold "
          "whole groups)")
     mb_prompts = r.prompts_per_step // max(r.minibatches, 1)
-    need(r.micro_batches >= 1 and mb_prompts % max(r.micro_batches, 1) == 0, "rl.micro_batches",
-         f"must be >= 1 and divide the {mb_prompts} prompts of a minibatch")
+    token_level = (not pref and r.loss in losses.names()
+                   and "agg_denominator" in inspect.signature(losses.get(r.loss)).parameters)
+    if token_level:       # exact accumulation by global denominators: any split of the rows
+        mb_rows = mb_prompts * max(r.group_size, 1)
+        need(r.micro_batches >= 1 and mb_rows % max(r.micro_batches, 1) == 0, "rl.micro_batches",
+             f"must be >= 1 and divide the {mb_rows} rows of a minibatch")
+    else:
+        need(r.micro_batches >= 1 and mb_prompts % max(r.micro_batches, 1) == 0, "rl.micro_batches",
+             f"must be >= 1 and divide the {mb_prompts} prompts of a minibatch (loss {r.loss!r} needs whole "
+             "groups)")
     need(r.max_sampling_rounds >= 1, "rl.max_sampling_rounds", "must be >= 1")
     need(r.pad_multiple >= 0, "rl.pad_multiple", "must be >= 0 (0 = no trimming)")
     need(0 <= r.overlong_cache < c.sampler.max_new_tokens, "rl.overlong_cache",
@@ -318,12 +349,13 @@ def _get(c, key):
     return node
 
 
-def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Raises ConfigError listing every unknown key, wrong type and invalid value."""
+def validate(config: ml_collections.ConfigDict, *, for_plan: bool = False) -> ml_collections.ConfigDict:
+    """Raises ConfigError listing every unknown key, wrong type and invalid value.
+    `for_plan`: the checks for compiling without running (no weights directory needed)."""
     errors: list[str] = []
     _walk(config, base_config(), "", errors)
     if not errors:  # value checks assume the structure is right
-        errors += _value_checks(config)
+        errors += _value_checks(config, for_plan)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
     return config

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from rlx import losses, models
+from rlx.train.microbatch import map_rows, split_rows
 
 
 @flax.struct.dataclass
@@ -49,6 +50,14 @@ def values(params, cfg, prompt_tokens, prompt_mask, completion_tokens, completio
     return jnp.where(completion_mask, v, 0.0)
 
 
+def make_values_fn(cfg, rows: int = 0):
+    """`values(params, prompt_tokens, prompt_mask, completion_tokens, completion_mask)` in
+    chunks of `rows` rows inside one program (0 = the whole batch)."""
+    def fn(params, *batch):
+        return map_rows(lambda *a: values(params, cfg, *a), rows, *batch)
+    return fn
+
+
 def value_loss(params, cfg, b, returns, old_values, *, clip: float, agg: str, denominator=None):
     v = values(params, cfg, b.prompt_tokens, b.prompt_mask, b.completion_tokens, b.completion_mask)
     clipped = old_values + jnp.clip(v - old_values, -clip, clip)
@@ -61,9 +70,11 @@ def value_loss(params, cfg, b, returns, old_values, *, clip: float, agg: str, de
 
 
 def make_critic_update(cfg, optimizer, *, clip: float, agg: str, epochs: int, minibatches: int,
-                       group_size: int):
-    """`update(cstate, key, batch, returns, old_values) -> (cstate, metrics)`."""
-    K, G = minibatches, group_size
+                       group_size: int, micro_batches: int = 1):
+    """`update(cstate, key, batch, returns, old_values) -> (cstate, metrics)`: epochs x
+    minibatches (whole groups) x `micro_batches` (strided row chunks; gradients summed
+    with the minibatch's global aggregation denominator, so exact for any split)."""
+    K, G, M = minibatches, group_size, micro_batches
 
     def update(cs: CriticState, key, b, returns, old_values):
         B = returns.shape[0]
@@ -78,8 +89,20 @@ def make_critic_update(cfg, optimizer, *, clip: float, agg: str, epochs: int, mi
             split = jax.tree.map(lambda x: x.reshape((K, B // K) + x.shape[1:]), d)
 
             def mb(cs, x):
-                (_, met), g = jax.value_and_grad(value_loss, has_aux=True)(
-                    cs.params, cfg, x[0], x[1], x[2], clip=clip, agg=agg)
+                micro = jax.tree.map(lambda y: split_rows(y, M), x)
+                den = jnp.sum(jax.vmap(lambda b: losses.aggregate_parts(
+                    jnp.zeros(b.completion_mask.shape, jnp.float32), b.completion_mask, agg)[1])(micro[0]))
+
+                def acc(carry, xm):
+                    g_acc, m_acc = carry
+                    (_, met), g = jax.value_and_grad(value_loss, has_aux=True)(
+                        cs.params, cfg, xm[0], xm[1], xm[2], clip=clip, agg=agg, denominator=den)
+                    met = {k: v if k == "critic/loss" else v / M for k, v in met.items()}
+                    return (jax.tree.map(jnp.add, g_acc, g), jax.tree.map(jnp.add, m_acc, met)), None
+
+                zeros_m = {k: jnp.zeros((), jnp.float32) for k in ("critic/loss", "critic/clip_frac",
+                                                                  "critic/value_mean")}
+                (g, met), _ = jax.lax.scan(acc, (jax.tree.map(jnp.zeros_like, cs.params), zeros_m), micro)
                 u, opt = optimizer.update(g, cs.opt_state, cs.params)
                 return CriticState(optax.apply_updates(cs.params, u), opt), met
 

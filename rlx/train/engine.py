@@ -20,7 +20,6 @@ continues the same run exactly: metrics of a resumed run equal the uninterrupted
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -29,7 +28,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from tqdm import tqdm
 
 from rlx import advantages, losses, models, parallel, sampling
@@ -41,12 +39,11 @@ from rlx.train import preference as tpref
 from rlx.train import spo as tspo
 from rlx.train.build import build_model, build_sampler_config, build_tokenizer
 from rlx.train.checkpoint import Checkpointer, abstract_like
+from rlx.train.compile_cache import setup_compile_cache
 from rlx.train.metrics import MetricWriter
 from rlx.train.metrics_rl import rollout_metrics
-from rlx.train.optim import make_optimizer
+from rlx.train.programs import Programs, cast_params, ref_dtype
 from rlx.train.rollout import generate_round, to_host, trim_padding
-from rlx.train.state import TrainState
-from rlx.train.update import UpdateSpec, make_logprobs_fn, make_update
 from rlx.types import Batch
 
 log = logging.getLogger(__name__)
@@ -68,6 +65,7 @@ class Engine:
         self.rules = parallel.get_rules(c.mesh.rules)
         k_init, k_state, k_sampler, self.data_key = jax.random.split(jax.random.key(c.seed), 4)
 
+        setup_compile_cache(c.train.compile_cache)
         self.tokenizer = build_tokenizer(c, self.run_dir)
         self.model_cfg, params = build_model(c, self.tokenizer, k_init)
         self.train_src, self.eval_examples = tdata.build_sources(c.data, c.seed)
@@ -75,33 +73,31 @@ class Engine:
         self.sampler_cfg = build_sampler_config(c, self.tokenizer)
         self.greedy_cfg = build_sampler_config(c, self.tokenizer, greedy=True)
         self.sampler_state = sampling.init_state(k_sampler)
+        self.programs = progs = Programs.build(c, self.model_cfg, self.mesh, self.rules)
+        self.param_sh = progs.param_sh
 
         with self.sharding():
-            self.param_sh = parallel.tree_shardings(params, models.param_logical_axes(self.model_cfg),
-                                                    self.mesh, self.rules)
             params = jax.device_put(params, self.param_sh)
             if c.sft.steps and not resume:
                 params = sft.warm_start(self, params)
-        self.spec = UpdateSpec.from_config(c)
-        total = max(1, c.train.steps * c.rl.epochs * c.rl.minibatches)
-        self.optimizer = make_optimizer(c.optimizer, total)
+        self.spec = progs.spec
+        self.optimizer = progs.optimizer
         with self.sharding():
-            state = jax.jit(lambda p: TrainState.create(p, self.optimizer, k_state))(params)
-        self.state_sh = jax.tree.map(lambda x: x.sharding, state)
-        self.state = state
+            self.state = progs.init_state(params, k_state)
+        self.state_sh = progs.state_sh
         self.preference = tpref.is_preference(c.rl.loss)
-        self.ref_params = params if (c.rl.kl_coef > 0 or self.preference) else None
+        self.ref_params = None
+        if c.rl.kl_coef > 0 or self.preference:      # stored in the compute dtype (programs.ref_dtype)
+            dt = ref_dtype(self.model_cfg)
+            self.ref_params = params if all(x.dtype == dt for x in jax.tree.leaves(params)) else jax.jit(
+                lambda p: cast_params(p, dt), out_shardings=self.param_sh)(params)
         self.critic = None
-        if c.rl.estimator in estimate.CRITIC_ESTIMATORS and not self.preference:
-            copt = optax.adam(c.critic.lr)
-            if c.critic.max_grad_norm:
-                copt = optax.chain(optax.clip_by_global_norm(c.critic.max_grad_norm), copt)
+        if progs.values is not None:
             with self.sharding():
-                self.critic = jax.jit(lambda p: tcritic.init_critic(p, self.model_cfg, copt))(params)
-            self._values = jax.jit(lambda cp, *a: tcritic.values(cp, self.model_cfg, *a))
-            self._critic_update = jax.jit(tcritic.make_critic_update(
-                self.model_cfg, copt, clip=c.critic.value_clip, agg=c.rl.agg, epochs=c.rl.epochs,
-                minibatches=c.rl.minibatches, group_size=c.rl.group_size), donate_argnums=(0,))
+                self.critic = jax.jit(lambda p: tcritic.init_critic(p, self.model_cfg, progs.critic_optimizer),
+                                      out_shardings=progs.critic_sh)(params)
+            self._values = progs.values
+            self._critic_update = progs.critic_update
         self.dump_state = (dump.init(len(self.train_src.sizes), c.data.dump_window)
                            if c.data.curriculum == "dump" else None)
         # Small state lives replicated on the mesh (so checkpoints restore it there).
@@ -111,27 +107,18 @@ class Engine:
         self.carry = None          # dynamic sampling: groups carried into the next batch
         self.step = 0
 
-        self._update = jax.jit(make_update(self.model_cfg, self.spec, self.optimizer),
-                               out_shardings=(self.state_sh, None), donate_argnums=(0,))
-        self._logprobs = jax.jit(make_logprobs_fn(self.model_cfg, c.model.vocab_chunk))
+        self._update = progs.update
+        self._logprobs = progs.logprobs
+        self._logprobs_T = progs.logprobs_T
+        self._update_widths: set[tuple[int, int]] = set()    # distinct (prompt, completion) widths
         self.edge_buffer = None
-        if c.rl.estimator in tspo.SPO_ESTIMATORS:
-            temp = c.sampler.temperature or 1.0
-            self._logprobs_T = jax.jit(lambda p, *a: models.completion_logprobs(
-                p, self.model_cfg, *a, temperature=temp, vocab_chunk=c.model.vocab_chunk or None))
         if c.rl.estimator == "spo_tree":
             lens = sampling.segment_lengths(c.sampler.max_new_tokens, len(c.spo.branching), c.spo.segment_len)
             self.edge_buffer = jax.device_put(tspo.make_edge_buffer(
                 self, c.sampler.max_prompt_len + sum(lens[:-1]), max(lens)), parallel.replicated(self.mesh))
-            self._update = jax.jit(make_update(self.model_cfg, dataclasses.replace(
-                self.spec, group_size=1, max_len=max(lens)), self.optimizer),
-                out_shardings=(self.state_sh, None), donate_argnums=(0,))
         if self.preference:
-            upd, ref = tpref.make_pref_update(
-                self.model_cfg, c.rl.loss, tuple(sorted(dict(c.rl.loss_kwargs).items())), self.optimizer,
-                epochs=c.rl.epochs, average=c.pref.average_logps, vocab_chunk=c.model.vocab_chunk)
-            self._pref_update = jax.jit(upd, out_shardings=(self.state_sh, None), donate_argnums=(0,))
-            self._pref_ref = jax.jit(ref)
+            self._pref_update = progs.pref_update
+            self._pref_ref = progs.pref_ref
             self._pairs = tpref.load_pairs(c.pref.path) if c.pref.path else None
         self.ckpt = Checkpointer(os.path.join(self.run_dir, "checkpoints"), keep=c.checkpoint.keep,
                                  async_save=c.checkpoint.async_save)
@@ -211,15 +198,26 @@ class Engine:
             infos.append(inf)
             return g, g["rewards"], None
 
-        buf = recovery.init(self._group_template(), 2 * P * c.rl.max_sampling_rounds)
-        if self.carry is not None:
-            buf = recovery.push(buf, self.carry)
+        buf = self._carry_buffer(2 * P * c.rl.max_sampling_rounds)
         batch, valid, buf, dinfo = dynamic.fill_batch(round_fn, buf, P, max_rounds=c.rl.max_sampling_rounds)
         n = int(buf.size)
-        self.carry = None if n == 0 else jax.tree.map(lambda x: np.asarray(x)[:n], recovery.pop(buf, n)[0])
+        # The carry: the n oldest groups left in the buffer (what `recovery.pop(buf, n)` takes),
+        # read on the host so that no program is compiled per carry size.
+        self.carry = None if n == 0 else jax.tree.map(lambda x: np.asarray(x)[:n], buf.data)
         info = {k: sum(i[k] for i in infos) for k in infos[0]} if infos else {}
         info.update(dinfo)
         return jax.tree.map(np.asarray, batch), np.asarray(valid), info
+
+    def _carry_buffer(self, capacity: int) -> recovery.GroupBuffer:
+        """A group buffer holding the carried groups (built on the host: fixed shapes, no
+        compile per carry size; equal to `recovery.push(recovery.init(...), carry)`)."""
+        data = {k: np.zeros((capacity,) + v.shape, v.dtype) for k, v in self._group_template().items()}
+        n = 0 if self.carry is None else len(self.carry["rewards"])
+        for k in data:
+            if n:
+                data[k][:n] = self.carry[k]
+        return recovery.GroupBuffer(data=jax.tree.map(jnp.asarray, data), size=jnp.asarray(n, jnp.int32),
+                                    dropped=jnp.zeros((), jnp.int32))
 
     def _group_template(self) -> dict:
         """Zeros shaped like one group of `generate_round`'s output (buffer layout)."""
@@ -376,6 +374,7 @@ class Engine:
                 advantages=adv_BT, old_logprobs=old, ref_logprobs=ref,
                 rewards=self.put(rewards_PG.reshape(B)), valid=self.put(valid_PG.reshape(B)), loss_mask=loss_mask)
             t1 = time.perf_counter()
+            self._update_widths.add((batch.prompt_tokens.shape[1], batch.completion_tokens.shape[1]))
             self.state, upd = self._update(self.state, batch)
             if self.critic is not None:
                 ckey = jax.random.fold_in(jax.random.fold_in(self.data_key, self.step), 1 << 20)
@@ -393,6 +392,7 @@ class Engine:
         m.update(info)
         m["batch/prompt_columns"] = float(flat["prompt_tokens"].shape[1])      # after trim_padding
         m["batch/completion_columns"] = float(flat["completion_tokens"].shape[1])
+        m["compile/update_programs"] = float(len(self._update_widths))    # one compile per distinct width
         m["time/train"] = t_train
         m["time/step"] = time.perf_counter() - t0
         m["throughput/sample_tokens_per_s"] = info.get("tokens/sampled", 0.0) / max(info.get("time/sample", 0), 1e-9)

@@ -34,6 +34,7 @@ from rlx import losses, models
 from rlx.data.jsonl import records
 from rlx.data.preference import PreferenceBatch
 from rlx.train import data as tdata
+from rlx.train.microbatch import map_rows
 from rlx.train.state import TrainState
 
 
@@ -106,8 +107,11 @@ def online_pairs(groups: dict) -> tuple[dict, np.ndarray]:
 
 
 def make_pref_update(model_cfg, loss_name: str, loss_kwargs: tuple, optimizer, *, epochs: int,
-                     average: bool, vocab_chunk: int = 0):
-    """`update(state, batch, ref_c, ref_r) -> (state, metrics)`: `epochs` optimizer steps."""
+                     average: bool, vocab_chunk: int = 0, forward_rows: int = 0):
+    """(`update(state, batch, ref_c, ref_r) -> (state, metrics)`: `epochs` optimizer steps,
+    `reference(ref_params, batch) -> (ref_c, ref_r)`: the reference's sequence log-probs in
+    chunks of `forward_rows` pairs). The update's loss is a mean over the batch's valid
+    pairs and runs on the whole batch of pairs (not micro-batched)."""
     fn = losses.preference_get(loss_name)
     kw = dict(loss_kwargs)
 
@@ -134,6 +138,10 @@ def make_pref_update(model_cfg, loss_name: str, loss_kwargs: tuple, optimizer, *
         return state, jax.tree.map(jnp.mean, mets)
 
     def reference(ref_params, b):
-        return seq_logp(ref_params, b, "chosen"), seq_logp(ref_params, b, "rejected")
+        def one(*leaves):
+            bb = jax.tree.unflatten(treedef, leaves)
+            return seq_logp(ref_params, bb, "chosen"), seq_logp(ref_params, bb, "rejected")
+        leaves, treedef = jax.tree.flatten(b)
+        return map_rows(one, forward_rows, *leaves)
 
     return update, reference

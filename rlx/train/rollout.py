@@ -32,28 +32,36 @@ def to_host(x) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
+def bucket_width(used: int, size: int, multiple: int) -> int:
+    """The smallest width multiple * 2^k >= used (at least `multiple`), capped at `size`:
+    geometric buckets, so a run compiles O(log(size / multiple)) widths, not size / multiple."""
+    if multiple <= 0:
+        return size
+    w = multiple
+    while w < used:
+        w *= 2
+    return min(size, w)
+
+
 def trim_padding(flat: dict, multiple: int) -> dict:
     """Drop the padding columns no row of the batch uses, keeping shapes on a grid.
 
     `flat` is the trainer's flat batch (prompt arrays [B, Lp] left-padded, completion
     arrays [B, T] right-padded). Prompt columns are cut from the left down to the longest
-    prompt, completion columns from the right down to the longest completion, each length
-    rounded up to a multiple of `multiple` (and never above the original). Only columns
-    that are padding in every row go, so log-probs, losses and gradients are those of the
-    untrimmed batch (positions come from the mask; masked keys get zero attention weight).
-    Each distinct (Lp', T') compiles the update once: at most ceil(Lp/m)·ceil(T/m) programs.
+    prompt, completion columns from the right down to the longest completion, each width
+    rounded up to a bucket `multiple * 2^k` (`bucket_width`; never above the original).
+    Only columns that are padding in every row go, so log-probs, losses and gradients are
+    those of the untrimmed batch (positions come from the mask; masked keys get zero
+    attention weight). Each distinct (Lp', T') compiles the update once: at most
+    (1 + log2(Lp / m)) x (1 + log2(T / m)) programs (4 x 7 for 512 / 4096 with m = 64).
     """
     if multiple <= 0:
         return flat
-
-    def keep(used: int, size: int) -> int:
-        return min(size, max(multiple, -(-used // multiple) * multiple))
-
     Lp, T = flat["prompt_mask"].shape[1], flat["completion_mask"].shape[1]
     p_used = np.flatnonzero(np.asarray(flat["prompt_mask"]).any(axis=0))      # columns some row uses
     c_used = np.flatnonzero(np.asarray(flat["completion_mask"]).any(axis=0))
-    lp = keep(Lp - int(p_used[0]) if p_used.size else 0, Lp)
-    t = keep(int(c_used[-1]) + 1 if c_used.size else 0, T)
+    lp = bucket_width(Lp - int(p_used[0]) if p_used.size else 0, Lp, multiple)
+    t = bucket_width(int(c_used[-1]) + 1 if c_used.size else 0, T, multiple)
     out = dict(flat)
     for k in ("prompt_tokens", "prompt_mask"):
         out[k] = flat[k][:, Lp - lp:]
@@ -94,8 +102,12 @@ def generate_round(engine, params, examples: list[dict], source_ids, example_ids
     t0 = time.perf_counter()
     toks, mask, truncated = tdata.encode_prompts(engine.tokenizer, [e["prompt"] for e in examples],
                                                  sampler_cfg.max_prompt_len, sampler_cfg.pad_id)
+    if sampler_cfg.rows_per_call:      # chunked: the sampler slices the host arrays, `put` places them
+        args = (toks, mask)
+    else:
+        args = (put(toks), put(mask))
     out, engine.sampler_state = sampling.generate(params, engine.model_cfg, sampler_cfg, engine.sampler_state,
-                                                  put(toks), put(mask), G)
+                                                  *args, G, put=put)
     host = {k: to_host(getattr(out, k)) for k in (
         "prompt_tokens", "prompt_mask", "completion_tokens", "completion_mask", "logprobs",
         "sampling_logprobs", "finish_reason", "lengths")}

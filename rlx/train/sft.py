@@ -6,7 +6,8 @@ experiment therefore first fits the model for `sft.steps` steps to (prompt, gold
 completion) pairs of the training task — deliberately short, so the policy is right
 sometimes and RL has room to improve it. The loss is the token-mean negative
 log-likelihood of the completion (prompt tokens are context only), computed with the
-same `rlx.models.completion_logprobs` the RL update uses.
+same `rlx.models.completion_logprobs` the RL update uses, in micro-batches of
+`train.forward_rows` rows (`rlx.train.programs.make_sft_step`: one compiled step).
 
 The result is cached in run_dir/sft as an HF checkpoint (`rlx.models.to_hf`) together
 with the settings that produced it; a later run with the same settings reuses it.
@@ -18,13 +19,12 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from tqdm import trange
 
 from rlx import models
 from rlx.train import data as tdata
+from rlx.train.programs import shardings_like_params
 
 
 def _settings(c) -> dict:
@@ -63,19 +63,11 @@ def warm_start(engine, params):
                 cached = jax.tree.map(lambda x, p: x.astype(p.dtype), cached, params)
                 return jax.device_put(cached, engine.param_sh)
     cfg = engine.model_cfg
-    opt = optax.adam(c.sft.lr)
-    opt_state = opt.init(params)
-
-    def loss_fn(p, pt, pm, ct, cm):
-        logp = models.completion_logprobs(p, cfg, pt, pm, ct, cm)
-        return -jnp.sum(jnp.where(cm, logp, 0.0)) / jnp.maximum(jnp.sum(cm), 1)
-
-    @jax.jit
-    def step(p, o, pt, pm, ct, cm):
-        loss, g = jax.value_and_grad(loss_fn)(p, pt, pm, ct, cm)
-        u, o = opt.update(g, o, p)
-        return optax.apply_updates(p, u), o, loss
-
+    progs = engine.programs
+    opt_sh = shardings_like_params(jax.eval_shape(progs.sft_optimizer.init, params), params, engine.param_sh,
+                                   engine.mesh)
+    opt_state = jax.jit(progs.sft_optimizer.init, out_shardings=opt_sh)(params)
+    step = progs.sft_step
     n = c.sft.steps * c.sft.batch_size
     data = demonstrations(engine, n, c.seed + 1)
     bs = c.sft.batch_size

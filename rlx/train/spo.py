@@ -78,11 +78,13 @@ def chain_advantages(engine, flat: dict, examples_B: list[dict], rewards_B: np.n
         bi = np.array([r[0] for r in rows])
         plen = np.array([r[1] for r in rows], np.int32)
         K = int(s.mc_samples)
+        host = (flat["prompt_tokens"][bi], flat["prompt_mask"][bi], flat["completion_tokens"][bi], plen)
+        # rows_per_call: the sampler chunks the host arrays and places each chunk itself.
+        args = host if engine.sampler_cfg.rows_per_call else tuple(engine.put(x) for x in host)
         with engine.sharding():
             out, engine.sampler_state = sampling.continue_from(
-                engine.state.params, engine.model_cfg, engine.sampler_cfg, engine.sampler_state,
-                engine.put(flat["prompt_tokens"][bi]), engine.put(flat["prompt_mask"][bi]),
-                engine.put(flat["completion_tokens"][bi]), engine.put(plen), K)
+                engine.state.params, engine.model_cfg, engine.sampler_cfg, engine.sampler_state, *args, K,
+                put=engine.put)
         new_tok, lens, fin = to_host(out.completion_tokens), to_host(out.lengths), to_host(out.finish_reason)
         tokens_total = int(lens[: n * K].sum())
         texts, exs = [], []

@@ -4,8 +4,11 @@
 
 For each epoch the batch's groups are shuffled (whole groups stay together: group
 losses such as DisCO need them), split into `minibatches` (one optimizer step each),
-and each minibatch into `micro_batches` whose gradients are accumulated. Loss per
-micro-batch m (logp from the trainer forward, everything else data):
+and each minibatch into `micro_batches` whose gradients are accumulated (a `lax.scan`:
+one micro-batch's activations live at a time). Micro-batches are strided row chunks
+(`rlx.train.microbatch`): of whole groups for group losses, of any rows for token-level
+losses (those with an aggregation denominator), so a micro-batch may be smaller than a
+group. Loss per micro-batch m (logp from the trainer forward, everything else data):
 
     policy   rlx.losses.<loss>(logp, old_logp, adv, mask, agg=..., **loss_kwargs)
     + kl_coef * aggregate(kl(logp, ref_logp, kl_kind), mask, agg)   (kl_placement="loss")
@@ -34,6 +37,7 @@ import jax.numpy as jnp
 import optax
 
 from rlx import losses, models
+from rlx.train.microbatch import map_rows, split_rows
 from rlx.train.state import TrainState
 from rlx.types import Batch
 
@@ -55,7 +59,7 @@ class UpdateSpec:
     epochs: int = 1
     minibatches: int = 1
     micro_batches: int = 1
-    vocab_chunk: int = 0
+    vocab_chunk: int = 0          # -1: auto by vocabulary size (rlx.models.resolve_vocab_chunk)
     max_len: int | None = None
 
     @classmethod
@@ -135,6 +139,12 @@ def _denominator(mask_BT, spec: UpdateSpec):
                                   spec.max_len)[1]
 
 
+def micro_batch_unit(spec: UpdateSpec) -> int:
+    """Rows a micro-batch keeps together: 1 for token-level losses (exact with any split),
+    the group for group losses."""
+    return 1 if _loss_inputs(spec)[2] else spec.group_size
+
+
 def make_update(model_cfg, spec: UpdateSpec, optimizer: optax.GradientTransformation):
     """Returns the un-jitted `update(state, batch) -> (state, metrics)`; the caller
     jits it with shardings and donation (see `rlx.train.engine`)."""
@@ -165,9 +175,11 @@ def make_update(model_cfg, spec: UpdateSpec, optimizer: optax.GradientTransforma
 
     def update(state: TrainState, batch: Batch):
         B = batch.completion_tokens.shape[0]
-        if B % (G * K * M):
-            raise ValueError(f"batch of {B} rows cannot be split into {K} minibatches x {M} micro-batches "
-                             f"of whole groups of {G}")
+        unit = micro_batch_unit(spec)
+        if B % (G * K) or (B // K) % (M * unit):
+            what = "rows" if unit == 1 else f"whole groups of {G}"
+            raise ValueError(f"batch of {B} rows cannot be split into {K} minibatches of whole groups of {G} "
+                             f"x {M} micro-batches of {what}")
         P = B // G
 
         def epoch(state, _):
@@ -177,7 +189,8 @@ def make_update(model_cfg, spec: UpdateSpec, optimizer: optax.GradientTransforma
                 gperm = jax.random.permutation(key, P)
                 rows = (gperm[:, None] * G + jnp.arange(G)[None, :]).reshape(B)
                 b = jax.tree.map(lambda x: jnp.take(x, rows, axis=0), batch)
-            split = jax.tree.map(lambda x: x.reshape((K, M, B // (K * M)) + x.shape[1:]), b)
+            split = jax.tree.map(lambda x: jax.vmap(lambda y: split_rows(y, M, unit))(
+                x.reshape((K, B // K) + x.shape[1:])), b)
             return jax.lax.scan(one_minibatch, state, split)
 
         state, mets = jax.lax.scan(epoch, state, None, length=E)
@@ -186,10 +199,18 @@ def make_update(model_cfg, spec: UpdateSpec, optimizer: optax.GradientTransforma
     return update
 
 
-def make_logprobs_fn(model_cfg, vocab_chunk: int = 0):
-    """`logprobs(params, batch-like) -> logp_BT` (for reference / recomputed old log-probs)."""
-    def fn(params, prompt_tokens, prompt_mask, completion_tokens, completion_mask):
+def make_logprobs_fn(model_cfg, vocab_chunk: int = 0, micro_batch: int = 0, *, temperature: float = 1.0):
+    """`logprobs(params, prompt_tokens, prompt_mask, completion_tokens, completion_mask) -> logp_BT`
+    (reference / recomputed old log-probs), in chunks of `micro_batch` rows inside one
+    program (`lax.map`; 0 = the whole batch at once — what the memory of a large batch
+    cannot afford). Equal to the whole-batch forward: each row's log-probs depend on
+    that row only. `vocab_chunk`: 0 = full logits, -1 = auto by vocabulary size."""
+    def one(params, prompt_tokens, prompt_mask, completion_tokens, completion_mask):
         return models.completion_logprobs(params, model_cfg, prompt_tokens, prompt_mask,
-                                          completion_tokens, completion_mask,
+                                          completion_tokens, completion_mask, temperature=temperature,
                                           vocab_chunk=vocab_chunk or None)
+
+    def fn(params, prompt_tokens, prompt_mask, completion_tokens, completion_mask):
+        return map_rows(lambda *a: one(params, *a), micro_batch, prompt_tokens, prompt_mask,
+                        completion_tokens, completion_mask)
     return fn
