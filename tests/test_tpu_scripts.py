@@ -34,11 +34,36 @@ def test_create_spot_project_and_bad_type():
     assert bad.returncode != 0 and "v4-N" in bad.stderr
 
 
-def test_install_run_logs_delete():
+def test_install_ships_tracked_files_and_pins_jax():
     lines = dry("install", "--name", "rlx", "--zone", "z")
-    assert lines[0] == "gcloud compute tpus tpu-vm scp --recurse . 'rlx:~/rlx' --zone z --worker=all"
-    assert lines[1].startswith("gcloud compute tpus tpu-vm ssh rlx --zone z --worker=all '--command=cd ~/rlx")
-    assert "'jax[tpu]'" in lines[1] or "jax[tpu]" in lines[1]
+    # git archive: tracked files of HEAD only (no .venv, no runs/)
+    assert lines[0] == "git -C . archive --format=tar.gz -o /tmp/rlx-src.tar.gz HEAD"
+    assert lines[1] == "gcloud compute tpus tpu-vm scp /tmp/rlx-src.tar.gz 'rlx:~/rlx-src.tar.gz' --zone z --worker=all"
+    assert lines[2].startswith("gcloud compute tpus tpu-vm ssh rlx --zone z --worker=all '--command=mkdir -p ~/rlx "
+                               "&& tar -xzf ~/rlx-src.tar.gz -C ~/rlx && cd ~/rlx")
+    assert "rm -rf" not in lines[2]                      # a run directory on the worker survives
+    import jax
+    assert f"jax[tpu]=={jax.__version__}" in lines[2]    # the version the tests run with
+
+
+def test_stage_stop_and_logs_from_all_workers():
+    assert dry("stage", "--name", "rlx", "--zone", "z", "--src", "gs://b/qwen/", "--dest", "~/m") == [
+        "gcloud compute tpus tpu-vm ssh rlx --zone z --worker=all '--command=mkdir -p ~/m && "
+        "gcloud storage cp -r gs://b/qwen/* ~/m/'"]
+    assert dry("stage", "--name", "rlx", "--zone", "z", "--src", "/data/qwen", "--dest", "~/m")[1] == (
+        "gcloud compute tpus tpu-vm scp --recurse /data/qwen/. 'rlx:~/m' --zone z --worker=all")
+    assert dry("stop", "--name", "rlx", "--zone", "z") == [
+        "gcloud compute tpus tpu-vm ssh rlx --zone z --worker=all "
+        "'--command=pkill -f '\"'\"'[p]ython3 -m rlx.train'\"'\"' || true'"]
+    (tail,) = dry("logs", "--name", "rlx", "--zone", "z", "--worker", "all")
+    assert "--worker=all" in tail and "tail -n 200 ~/rlx_run.log" in tail and "$(hostname)" in tail
+    assert dry("fetch-logs", "--name", "rlx", "--zone", "z", "--workers", "2", "--dest", "d") == [
+        "mkdir -p d",
+        "gcloud compute tpus tpu-vm scp 'rlx:~/rlx_run.log' d/worker-0.log --zone z --worker=0",
+        "gcloud compute tpus tpu-vm scp 'rlx:~/rlx_run.log' d/worker-1.log --zone z --worker=1"]
+
+
+def test_run_logs_delete():
     (run,) = dry("run", "--name", "rlx", "--zone", "z", "--config", "configs/grpo.py",
                  "--run-dir", "gs://b/runs/g", "--", "--config.rl.group_size=16")
     assert run.startswith("gcloud compute tpus tpu-vm ssh rlx --zone z --worker=all ")
