@@ -21,8 +21,10 @@ $(VENV)/.rlx-test-installed: setup.py | $(PY)
 	$(PIPQ) -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -c "import rlx, pytest, torch" && touch $@ $(VENV)/.rlx-installed
 
+# The demo is a CPU experiment: JAX_PLATFORMS=cpu (unless set) also keeps a libtpu that
+# the test extra installed (for rlx.plan) from probing for a TPU at start-up.
 demo: $(VENV)/.rlx-installed
-	$(PY) -m rlx.quickstart
+	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(PY) -m rlx.quickstart
 
 lint: $(VENV)/.rlx-test-installed
 	$(VENV)/bin/ruff check .
