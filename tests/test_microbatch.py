@@ -150,11 +150,11 @@ def test_preference_reference_in_chunks(model):
                                                      r["completion_mask"], b["valid"])))
     outs = [jax.jit(make_pref_update(cfg, "dpo", (), optax.sgd(0.1), epochs=1, average=False,
                                      forward_rows=rows)[1])(params, pb) for rows in (0, 2)]
-    want = jnp.sum(models.completion_logprobs(params, cfg, pb.prompt_tokens, pb.prompt_mask, pb.chosen_tokens,
-                                              pb.chosen_mask), 1)
+    want_c, want_r = (jnp.sum(models.completion_logprobs(params, cfg, pb.prompt_tokens, pb.prompt_mask, t, m), 1)
+                      for t, m in ((pb.chosen_tokens, pb.chosen_mask), (pb.rejected_tokens, pb.rejected_mask)))
     for c, rj in outs:
-        np.testing.assert_allclose(c, want, atol=2e-5, rtol=0)
-    np.testing.assert_allclose(outs[1][1], outs[0][1], atol=2e-5, rtol=0)
+        np.testing.assert_allclose(c, want_c, atol=2e-5, rtol=0)
+        np.testing.assert_allclose(rj, want_r, atol=2e-5, rtol=0)
 
 
 def test_critic_micro_batches_are_exact(model):
