@@ -23,8 +23,9 @@ def test_save_restore_keep_and_meta(tmp_path):
         ck.save(s, _state(s), {"data_pos": s * 10, "config": {"a": 1}})
     ck.wait()
     assert ck.steps() == [2, 3]              # keep=2 dropped step 1
-    step, state, meta = ck.restore_latest(abstract_like(_state(0)))
-    assert step == 3 and meta == {"data_pos": 30, "config": {"a": 1}}
+    step, state, meta, damaged = ck.restore_latest(abstract_like(_state(0)))
+    assert step == 3 and damaged == []
+    assert {k: v for k, v in meta.items() if k != "fingerprint"} == {"data_pos": 30, "config": {"a": 1}}
     np.testing.assert_array_equal(state["params"]["w"], np.full((3, 2), 3.0))
     np.testing.assert_array_equal(state["rng"], jax.random.key_data(jax.random.key(3)))
     ck.close()
@@ -41,10 +42,10 @@ def test_damaged_latest_falls_back_with_warning(tmp_path, caplog):
             if "manifest" in f or root.endswith("/d"):
                 os.remove(os.path.join(root, f))
     with caplog.at_level(logging.WARNING):
-        step, state, meta = ck.restore_latest(abstract_like(_state(0)))
-    assert step == 1 and meta == {"data_pos": 1}
+        step, state, meta, damaged = ck.restore_latest(abstract_like(_state(0)))
+    assert step == 1 and meta["data_pos"] == 1 and [s for s, _ in damaged] == [2]
     np.testing.assert_array_equal(state["params"]["w"], np.full((3, 2), 1.0))
-    assert any("step 2" in r.message and "falling back" in r.message for r in caplog.records)
+    assert any("step 2" in r.message and "restored step 1 instead" in r.message for r in caplog.records)
 
 
 def test_interrupted_save_is_invisible(tmp_path):

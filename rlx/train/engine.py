@@ -36,14 +36,17 @@ from rlx.train import critic as tcritic
 from rlx.train import data as tdata
 from rlx.train import estimate, sft
 from rlx.train import preference as tpref
+from rlx.train import resume as rresume
 from rlx.train import spo as tspo
 from rlx.train.build import build_model, build_sampler_config, build_tokenizer
-from rlx.train.checkpoint import Checkpointer, abstract_like
+from rlx.train.checkpoint import CheckpointDamaged, Checkpointer, RestoreError, abstract_like, all_finite
 from rlx.train.compile_cache import setup_compile_cache
-from rlx.train.metrics import MetricWriter
+from rlx.train.init_from import load_params
+from rlx.train.metrics import MetricWriter, read_jsonl
 from rlx.train.metrics_rl import rollout_metrics
 from rlx.train.programs import Programs, cast_params, ref_dtype
 from rlx.train.rollout import generate_round, to_host, trim_padding
+from rlx.train.signals import GracefulStop
 from rlx.types import Batch
 
 log = logging.getLogger(__name__)
@@ -52,19 +55,43 @@ TIMING_PREFIXES = ("time/", "throughput/")
 
 
 class Engine:
-    def __init__(self, config, *, resume: bool = False):
+    def __init__(self, config, *, resume: bool = False, overwrite: bool = False, allow_changes=()):
+        """`resume`: continue the run in `run_dir` from its newest good checkpoint (a fresh
+        run when it has none); `overwrite`: replace the run there; `allow_changes`: config
+        keys that may differ from the checkpoint's (rlx.train.resume)."""
         self.config = c = config
-        self.resume = resume
         parallel.initialize_distributed(c.mesh.coordinator or None,
                                         c.mesh.num_processes if c.mesh.coordinator else None,
                                         c.mesh.process_id if c.mesh.coordinator else None,
                                         auto=bool(c.mesh.auto_distributed))
         self.run_dir = c.run_dir or os.path.join("runs", c.name)
-        os.makedirs(self.run_dir, exist_ok=True)
+        # Before anything is built or written: what the run directory allows.
+        on_disk = rresume.checkpoint_steps(self.run_dir)
+        if resume and not on_disk:
+            log.warning("--resume: no checkpoint in %s; starting a fresh run", self.run_dir)
+            rresume.prepare_fresh(self.run_dir, overwrite=True)
+        elif not resume:
+            rresume.prepare_fresh(self.run_dir, overwrite)
+        self.resume = resume and bool(on_disk)
+        rresume.check_writable(os.path.join(self.run_dir, "checkpoints"))     # creates run_dir too
+        self.ckpt = Checkpointer(os.path.join(self.run_dir, "checkpoints"), keep=c.checkpoint.keep,
+                                 async_save=c.checkpoint.async_save)
+        try:
+            self._setup(allow_changes)
+        except BaseException:
+            self.ckpt.close()        # no background save threads left behind a failed start
+            raise
+
+    def _setup(self, allow_changes) -> None:
+        c = self.config
+        self._resume_meta = self._check_resume_config(allow_changes) if self.resume else None
         self.mesh = parallel.make_mesh(c.mesh.shape)
         self.rules = parallel.get_rules(c.mesh.rules)
         k_init, k_state, k_sampler, self.data_key = jax.random.split(jax.random.key(c.seed), 4)
 
+        if c.sampler.temperature == 0 and c.rl.group_size > 1 and not tpref.is_preference(c.rl.loss):
+            log.warning("sampler.temperature=0 (greedy) with rl.group_size=%d: the samples of a group are identical, "
+                        "so every group has zero reward variance and group advantages are 0", c.rl.group_size)
         setup_compile_cache(c.train.compile_cache)
         self.tokenizer = build_tokenizer(c, self.run_dir)
         self.model_cfg, params = build_model(c, self.tokenizer, k_init)
@@ -76,9 +103,11 @@ class Engine:
         self.programs = progs = Programs.build(c, self.model_cfg, self.mesh, self.rules)
         self.param_sh = progs.param_sh
 
+        if c.model.init_from and not self.resume:
+            params = load_params(c.model.init_from, params)
         with self.sharding():
             params = jax.device_put(params, self.param_sh)
-            if c.sft.steps and not resume:
+            if c.sft.steps and not self.resume:
                 params = sft.warm_start(self, params)
         self.spec = progs.spec
         self.optimizer = progs.optimizer
@@ -120,9 +149,9 @@ class Engine:
             self._pref_update = progs.pref_update
             self._pref_ref = progs.pref_ref
             self._pairs = tpref.load_pairs(c.pref.path) if c.pref.path else None
-        self.ckpt = Checkpointer(os.path.join(self.run_dir, "checkpoints"), keep=c.checkpoint.keep,
-                                 async_save=c.checkpoint.async_save)
-        restored = self._restore() if resume else None
+        self.accuracy_before = None
+        self.nonfinite_steps = 0               # consecutive steps with a skipped (non-finite) update
+        restored = self._restore() if self.resume else None
         self.writer = MetricWriter(self.run_dir, jsonl=c.log.jsonl, tensorboard=c.log.tensorboard,
                                    resume_step=restored)
         if jax.process_index() == 0:
@@ -153,17 +182,46 @@ class Engine:
         return tree
 
     def save(self) -> None:
+        """Checkpoints the run at this step (never a non-finite policy)."""
+        if not all_finite(self.state.params):
+            raise FloatingPointError(f"step {self.step}: the policy parameters are not finite; refusing to save "
+                                     f"them over the good checkpoints in {self.ckpt.directory}")
         meta = {"step": self.step, "config": json.loads(self.config.to_json_best_effort()),
+                "accuracy_before": self.accuracy_before,
                 "carry": None if self.carry is None else {
                     k: v.tolist() for k, v in self.carry.items()}}
         self.ckpt.save(self.step, self._ckpt_tree(), meta)
+        self._saved_step = self.step
 
-    def _restore(self) -> int | None:
-        got = self.ckpt.restore_latest(abstract_like(self._ckpt_tree()))
-        if got is None:
-            log.warning("--resume: no checkpoint in %s; starting from scratch", self.ckpt.directory)
-            return None
-        step, tree, meta = got
+    def _check_resume_config(self, allow) -> dict:
+        """The newest readable checkpoint's meta, after checking its config against this
+        run's (nothing restored or written yet)."""
+        reasons = []
+        for step in reversed(self.ckpt.steps()):
+            try:
+                meta = self.ckpt.read_meta(step)
+            except Exception as e:  # noqa: BLE001 - damaged meta: the previous step may do
+                reasons.append(f"step {step} ({type(e).__name__}: {' '.join(str(e).split())[:160]})")
+                continue
+            rresume.check_resume_config(meta.get("config", {}), json.loads(self.config.to_json_best_effort()),
+                                        step, allow)
+            return meta
+        raise RestoreError(f"no checkpoint in {self.ckpt.directory} could be read: " + "; ".join(reasons))
+
+    def _restore(self) -> int:
+        def check(tree):
+            if not all_finite(tree["train"].params):
+                raise CheckpointDamaged("the policy parameters are not finite")
+
+        step, tree, meta, damaged = self.ckpt.restore_latest(abstract_like(self._ckpt_tree()), check)
+        for s, why in damaged:
+            dst = self.ckpt.set_aside(s)
+            log.warning("--resume: checkpoint step %d was damaged (%s); moved aside to %s", s, why, dst)
+        self.accuracy_before = meta.get("accuracy_before")
+        if self.accuracy_before is None:         # checkpoints of older rlx: the logged step-0 eval
+            path = os.path.join(self.run_dir, "metrics.jsonl")
+            first = [r for r in read_jsonl(path) if r.get("step") == 0] if os.path.exists(path) else []
+            self.accuracy_before = first[0].get("eval/accuracy") if first else None
         self.state, self.sampler_state = tree["train"], tree["sampler"]
         self.ref_params = tree.get("ref_params", self.ref_params)
         self.dump_state = tree.get("dump", self.dump_state)
@@ -420,35 +478,42 @@ class Engine:
     # ------------------------------------------------------------------ the loop
     def run(self, *, stop_after: int | None = None) -> dict:
         """Runs to `train.steps`. `stop_after=n` stops after n steps of this call without
-        a final save or evaluation — an interruption, as a crash would (for tests)."""
+        a final save or evaluation — an interruption, as a crash would (for tests).
+        SIGTERM / SIGINT stop it after the current step with a checkpoint (summary
+        `stopped`: the signal's name). A resumed run that had finished does nothing."""
         c = self.config
         start = self.step
-        acc0 = self.evaluate()
-        if start == 0:
-            self.writer.write(0, {"eval/accuracy": acc0})
+        done = rresume.read_marker(self.run_dir) if self.resume else None
+        if done is not None and done.get("step") == self.step:
+            return {"accuracy_before": done.get("accuracy_before"), "accuracy_after": done.get("accuracy_after"),
+                    "history": [], "run_dir": self.run_dir, "complete": True}
+        if self.accuracy_before is None:
+            self.accuracy_before = self.evaluate()
+            if start == 0:
+                self.writer.write(0, {"eval/accuracy": self.accuracy_before})
+        acc0 = self.accuracy_before
         history = []
+        self._saved_step = self.step if self.resume else None
         bar = tqdm(total=c.train.steps, initial=start, desc=f"{c.name} ({c.rl.algorithm})",
                    disable=not c.log.progress or jax.process_index() != 0)
-        while self.step < c.train.steps:
-            m = self.rl_step()
-            self.step += 1
-            if c.train.eval_every and self.step % c.train.eval_every == 0:
-                m["eval/accuracy"] = self.evaluate()
-            if self.step % c.log.every == 0:
-                history.append(self.writer.write(self.step, m))
-            bar.update(1)
-            bar.set_postfix({k: f"{m[k]:.3f}" for k in ("reward/mean", "accuracy", "loss") if k in m},
-                            refresh=False)
-            if c.checkpoint.interval and self.step % c.checkpoint.interval == 0:
-                self.save()
-            if stop_after is not None and self.step - start >= stop_after:
-                bar.close()
-                self.ckpt.wait()
-                return {"accuracy_before": acc0, "accuracy_after": None, "history": history,
-                        "run_dir": self.run_dir}
+        with GracefulStop() as stop:
+            while self.step < c.train.steps:
+                self._one_step(bar, history)
+                if stop.requested():
+                    bar.close()
+                    if self._saved_step != self.step:
+                        self.save()
+                    self.ckpt.wait()
+                    return {"accuracy_before": acc0, "accuracy_after": None, "history": history,
+                            "run_dir": self.run_dir, "stopped": stop.name, "step": self.step}
+                if stop_after is not None and self.step - start >= stop_after:
+                    bar.close()
+                    self.ckpt.wait()
+                    return {"accuracy_before": acc0, "accuracy_after": None, "history": history,
+                            "run_dir": self.run_dir}
         bar.close()
         acc1 = self.evaluate()
-        if not (c.checkpoint.interval and self.step % c.checkpoint.interval == 0) and self.step > start:
+        if self._saved_step != self.step:
             self.save()
         self.ckpt.wait()
         self.writer.write(self.step, {"eval/accuracy_final": acc1})
@@ -456,7 +521,35 @@ class Engine:
             params = jax.tree.map(to_host, self.state.params)
             if jax.process_index() == 0:
                 models.to_hf(params, self.model_cfg, os.path.join(self.run_dir, "hf"))
+        rresume.write_marker(self.run_dir, {"step": self.step, "accuracy_before": acc0, "accuracy_after": acc1})
         return {"accuracy_before": acc0, "accuracy_after": acc1, "history": history, "run_dir": self.run_dir}
+
+    def _one_step(self, bar, history) -> dict:
+        c = self.config
+        m = self.rl_step()
+        self.step += 1
+        if c.train.eval_every and self.step % c.train.eval_every == 0:
+            m["eval/accuracy"] = self.evaluate()
+        if self.step % c.log.every == 0:
+            history.append(self.writer.write(self.step, m))
+        self._check_finite(m)
+        bar.update(1)
+        bar.set_postfix({k: f"{m[k]:.3f}" for k in ("reward/mean", "accuracy", "loss") if k in m},
+                        refresh=False)
+        if c.checkpoint.interval and self.step % c.checkpoint.interval == 0:
+            self.save()
+        return m
+
+    def _check_finite(self, m: dict) -> None:
+        """Counts steps whose updates were skipped as non-finite; too many in a row stop the run."""
+        skipped = m.get("update/skipped", 0.0)
+        self.nonfinite_steps = self.nonfinite_steps + 1 if skipped else 0
+        limit = self.config.train.max_nonfinite_steps
+        if limit and self.nonfinite_steps >= limit:
+            raise FloatingPointError(
+                f"step {self.step}: {self.nonfinite_steps} consecutive steps with non-finite loss or gradients "
+                f"(updates skipped; train.max_nonfinite_steps={limit}); the last good checkpoint is kept in "
+                f"{self.ckpt.directory}")
 
     def close(self) -> None:
         self.ckpt.close()

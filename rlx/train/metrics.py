@@ -7,6 +7,7 @@ numpy scalars. Only process 0 writes files in a multi-process run.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -14,6 +15,8 @@ from typing import Any
 
 import jax
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def to_python(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -33,7 +36,8 @@ class MetricWriter:
                  resume_step: int | None = None):
         """`resume_step`: continuing a run restored at that step — records logged after
         it (by the interrupted run, past its last checkpoint) are dropped, so the file
-        reads as one uninterrupted run."""
+        reads as one uninterrupted run. The file is rewritten through a temporary file
+        and a rename: a crash mid-rewrite leaves the old file whole."""
         self.enabled = jax.process_index() == 0
         self._jsonl = None
         self._tb = None
@@ -45,9 +49,14 @@ class MetricWriter:
             kept = []
             if resume_step is not None and os.path.exists(self.path):
                 kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= resume_step]
-            self._jsonl = open(self.path, "w", encoding="utf-8")
-            for r in kept:
-                self._jsonl.write(json.dumps(r, sort_keys=True) + "\n")
+            tmp = self.path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                for r in kept:
+                    f.write(json.dumps(r, sort_keys=True) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            self._jsonl = open(self.path, "a", encoding="utf-8")
         if tensorboard:
             from tensorboardX import SummaryWriter
             self._tb = SummaryWriter(os.path.join(run_dir, "tb"))
@@ -76,5 +85,20 @@ class MetricWriter:
 
 
 def read_jsonl(path: str) -> list[dict]:
+    """The records of a metrics file. A last line cut off mid-write (a crash) is skipped
+    with a warning; a damaged line elsewhere raises, naming the file and line."""
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = f.read().split("\n")
+    out = []
+    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i == last:
+                log.warning("%s:%d: skipping a partial last record (%s)", path, i + 1, e)
+                continue
+            raise ValueError(f"{path}:{i + 1}: not a JSON record ({e})") from None
+    return out

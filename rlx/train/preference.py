@@ -36,6 +36,7 @@ from rlx.data.preference import PreferenceBatch
 from rlx.train import data as tdata
 from rlx.train.microbatch import map_rows
 from rlx.train.state import TrainState
+from rlx.train.update import apply_if_finite, reduce_metrics
 
 
 def is_preference(loss_name: str) -> bool:
@@ -130,12 +131,10 @@ def make_pref_update(model_cfg, loss_name: str, loss_kwargs: tuple, optimizer, *
     def update(state: TrainState, b, ref_c, ref_r):
         def one(state, _):
             (loss, met), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params, b, ref_c, ref_r)
-            u, opt_state = optimizer.update(g, state.opt_state, state.params)
             met = dict(met, loss=loss, grad_norm=optax.global_norm(g))
-            return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, u),
-                                 opt_state=opt_state), met
+            return apply_if_finite(state, g, optimizer, jnp.isfinite(loss) & jnp.isfinite(met["grad_norm"]), met)
         state, mets = jax.lax.scan(one, state, None, length=epochs)
-        return state, jax.tree.map(jnp.mean, mets)
+        return state, reduce_metrics(mets)
 
     def reference(ref_params, b):
         def one(*leaves):

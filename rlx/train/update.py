@@ -23,7 +23,10 @@ same number of whole groups, so their micro-batch losses are averaged with equal
 weights — also exact. Under data parallelism the sums inside `jit` are global (XLA
 reduces across devices before dividing). Logged metrics are micro-batch averages,
 then averages over minibatches and epochs; `grad_norm` is the accumulated gradient's
-global norm before clipping.
+global norm before clipping. An update whose loss or gradient is not finite is skipped
+(params and optimizer state unchanged; `apply_if_finite`) and counted in
+`update/skipped` — the engine stops a run after `train.max_nonfinite_steps` such steps
+in a row.
 """
 
 from __future__ import annotations
@@ -169,9 +172,8 @@ def make_update(model_cfg, spec: UpdateSpec, optimizer: optax.GradientTransforma
         (grads, mets), _ = jax.lax.scan(micro, (zeros_g, zeros_m), mb)
         mets = dict(mets)
         mets["grad_norm"] = optax.global_norm(grads)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), mets
+        return apply_if_finite(state, grads, optimizer, jnp.isfinite(mets["loss"]) & jnp.isfinite(mets["grad_norm"]),
+                               mets)
 
     def update(state: TrainState, batch: Batch):
         B = batch.completion_tokens.shape[0]
@@ -194,9 +196,32 @@ def make_update(model_cfg, spec: UpdateSpec, optimizer: optax.GradientTransforma
             return jax.lax.scan(one_minibatch, state, split)
 
         state, mets = jax.lax.scan(epoch, state, None, length=E)
-        return state, jax.tree.map(jnp.mean, mets)
+        return state, reduce_metrics(mets)
 
     return update
+
+
+def apply_if_finite(state: TrainState, grads, optimizer, ok, mets: dict):
+    """One optimizer step if `ok` (loss and gradients finite), else the state unchanged
+    (params, optimizer state and step counter) — a non-finite batch never reaches the
+    weights. Adds `update/skipped` (1.0 when skipped) to `mets`."""
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+
+    def keep(new, old):
+        return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+    mets = dict(mets, **{"update/skipped": (~ok).astype(jnp.float32)})
+    return state.replace(step=state.step + ok.astype(state.step.dtype), params=keep(params, state.params),
+                         opt_state=keep(opt_state, state.opt_state)), mets
+
+
+def reduce_metrics(mets: dict) -> dict:
+    """Means over the updates of a step, except `update/skipped`: their number."""
+    out = jax.tree.map(jnp.mean, mets)
+    if "update/skipped" in mets:
+        out["update/skipped"] = jnp.sum(mets["update/skipped"])
+    return out
 
 
 def make_logprobs_fn(model_cfg, vocab_chunk: int = 0, micro_batch: int = 0, *, temperature: float = 1.0):
