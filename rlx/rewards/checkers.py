@@ -3,14 +3,17 @@
 Checkers read untrusted model text. They never `eval`, they bound every resource (see
 rlx/rewards/safe_eval.py) and they are linear in the completion length. On top of that
 `score` runs each checker under a time budget: a checker that raises, returns garbage
-or runs past `time_limit_s` gives the completion reward 0 (every component 0) and is
-counted in `RewardStats` (`errors`, `timeouts`, `last_error`) — the run continues.
+or runs past `time_limit_s` gives the completion the task's failure components (its
+declared minimum: 0 for the binary tasks, format −1 / answer −2 for Knights & Knaves) and
+is counted in `RewardStats` (`errors`, `timeouts`, `first_error`, `last_error`) — the run
+continues.
 
-The budget is enforced two ways: preemptively with `SIGALRM` (`setitimer`) when `score`
-runs in the main thread and no other interval timer is armed — this interrupts any
-Python-level loop, though not a single long C call such as one regex match — and after
-the fact by measuring the elapsed time (a checker that overran is scored 0 even if it
-finished).
+The budget is enforced in worker processes that are killed at their deadline
+(`workers > 0`, rlx/rewards/pool.py: what the engine uses), or, in the calling process,
+preemptively with `SIGALRM` (`setitimer`) when `score` runs in the main thread and no
+other interval timer is armed — this interrupts any Python-level loop, though not a
+single long C call such as one regex match — and after the fact by measuring the
+elapsed time (a checker that overran is scored as failed even if it finished).
 
 Extraction depends on the example's `template` field (rlx/data/templates.py):
 "compact" completions are the bare answer (the first line; a tagged answer also
@@ -136,14 +139,19 @@ def exact_checker(completion: str, example: Mapping) -> tuple[float]:
 register_task("arithmetic", arithmetic_checker)
 register_task("countdown", countdown_checker)
 register_task("gsm8k", gsm8k_checker)
-register_task("knights_knaves", knights_knaves_checker, weights=(1.0, 1.0), success_value=2.0)
+register_task("knights_knaves", knights_knaves_checker, weights=(1.0, 1.0), success_value=2.0,
+              failure=(-1.0, -2.0))         # the worst format and answer scores: total -3
 register_task("exact", exact_checker, ("answer",), (1.0,))
 
 # ----------------------------------------------------------------------------- scorer
 
 
-class CheckerTimeout(Exception):
-    """Raised inside a checker that ran past its time budget."""
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+class CheckerTimeout(BaseException):
+    """Raised inside a checker that ran past its time budget. A BaseException, so that a
+    checker's own `except Exception` cannot swallow it."""
 
 
 @dataclasses.dataclass
@@ -156,11 +164,13 @@ class RewardStats:
     successes: int = 0       # success component reached the task's success value
     reward_sum: float = 0.0
     last_error: str | None = None
+    first_error: str | None = None
 
     def __add__(self, other: RewardStats) -> RewardStats:
         return RewardStats(self.n + other.n, self.errors + other.errors, self.timeouts + other.timeouts,
                            self.format_ok + other.format_ok, self.successes + other.successes,
-                           self.reward_sum + other.reward_sum, other.last_error or self.last_error)
+                           self.reward_sum + other.reward_sum, other.last_error or self.last_error,
+                           self.first_error or other.first_error)
 
     def as_metrics(self, prefix: str = "reward/") -> dict[str, float]:
         d = max(self.n, 1)
@@ -194,14 +204,21 @@ def _deadline(seconds: float | None):
 
 
 def score(task: str, completions: Sequence[str], examples: Sequence[Mapping], *,
-          weights: Sequence[float] | None = None, time_limit_s: float | None = 1.0,
+          weights: Sequence[float] | None = None, time_limit_s: float | None = 1.0, workers: int = 0,
           ) -> tuple[np.ndarray, np.ndarray | None, RewardStats]:
     """Score N completions of task `task` against their examples.
 
     Returns (rewards [N] float32, components [C, N] float32 or None when the task has a
     single component, stats). rewards = Σ_c weights_c · components_c (task default
-    weights unless given). A completion whose checker fails or overruns gets 0 in every
-    component and in the reward, and is counted in `stats`.
+    weights unless given). A completion whose checker fails (raises anything, SystemExit
+    included; returns malformed or non-finite components, also after the float32 cast),
+    or overruns `time_limit_s`, gets the task's failure components (its declared minimum,
+    `TaskSpec.failure`: a failure never scores better than a wrong answer) and is counted
+    in `stats` (`first_error` / `last_error` hold messages).
+
+    `workers` > 0 runs the checkers in that many worker processes with a hard deadline
+    (rlx.rewards.pool: a hung checker's process is killed); 0 runs them here, under a
+    SIGALRM budget (main thread only) and an after-the-fact time check.
     """
     spec = get_task(task)
     if len(completions) != len(examples):
@@ -211,34 +228,68 @@ def score(task: str, completions: Sequence[str], examples: Sequence[Mapping], *,
         raise ValueError(f"weights: task {task!r} has {spec.num_components} components "
                          f"{spec.component_names}, got {len(w)} weights")
     C, N = spec.num_components, len(completions)
-    comp = np.zeros((C, N), np.float64)
+    fail = np.asarray(spec.failure, np.float64)
+    comp = np.repeat(fail[:, None], N, axis=1)
     stats = RewardStats(n=N)
     fmt_idx = spec.component_names.index("format") if "format" in spec.component_names else None
     succ_idx = spec.component_names.index(spec.success_component)
-    for i, (text, ex) in enumerate(zip(completions, examples)):
-        t0 = time.perf_counter()
-        try:
-            if not isinstance(text, str):
-                raise TypeError(f"completion {i} is {type(text).__name__}, not str")
-            with _deadline(time_limit_s):
-                out = spec.checker(text, ex)
-            vals = [float(v) for v in out]
-            if len(vals) != C or not all(math.isfinite(v) for v in vals):
-                raise ValueError(f"checker returned {out!r}, expected {C} finite components")
-        except CheckerTimeout as e:
+
+    def failed(i, kind, msg):
+        if kind == "timeout":
             stats.timeouts += 1
-            stats.last_error = f"completion {i}: {e}"
-            continue
-        except Exception as e:  # noqa: BLE001 — any checker failure scores 0 and is counted
+        else:
             stats.errors += 1
-            stats.last_error = f"completion {i}: {type(e).__name__}: {e}"[:500]
-            continue
-        if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
-            stats.timeouts += 1
-            stats.last_error = f"completion {i}: checker exceeded {time_limit_s:g} s"
-            continue
+        stats.last_error = f"completion {i}: {msg}"[:500]
+        stats.first_error = stats.first_error or stats.last_error
+
+    def accept(i, out):
+        try:
+            vals = [float(v) for v in out]
+        except (TypeError, ValueError):
+            return failed(i, "error", f"checker returned {out!r}, expected {C} numbers")
+        if len(vals) != C or not all(math.isfinite(v) and abs(v) <= _F32_MAX for v in vals):
+            return failed(i, "error", f"checker returned {out!r}, expected {C} components finite in float32")
         comp[:, i] = vals
+
+    texts_ok = []
+    for i, text in enumerate(completions):
+        if isinstance(text, str):
+            texts_ok.append(i)
+        else:
+            failed(i, "error", f"TypeError: completion is {type(text).__name__}, not str")
+    from rlx.rewards.pool import CheckerPool, shared_pool
+    if workers and texts_ok and CheckerPool.can_run(spec):
+        results = shared_pool(int(workers)).run(spec, [completions[i] for i in texts_ok],
+                                                [examples[i] for i in texts_ok], time_limit_s)
+        for i, (status, value) in zip(texts_ok, results):
+            if status == "ok":
+                accept(i, value)
+            else:
+                failed(i, status, value)
+    else:
+        for i in texts_ok:
+            t0 = time.perf_counter()
+            try:
+                with _deadline(time_limit_s):
+                    out = spec.checker(completions[i], examples[i])
+            except CheckerTimeout as e:
+                failed(i, "timeout", str(e))
+                continue
+            except KeyboardInterrupt:
+                raise
+            except BaseException as e:  # noqa: BLE001 — any checker failure (SystemExit too) is counted
+                failed(i, "error", f"{type(e).__name__}: {e}")
+                continue
+            if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
+                failed(i, "timeout", f"checker exceeded {time_limit_s:g} s")
+                continue
+            accept(i, out)
     rewards = combine(comp, w)
+    if not np.all(np.isfinite(rewards)):              # finite components, weighted sum overflowed float32
+        for i in np.flatnonzero(~np.isfinite(rewards)):
+            failed(int(i), "error", "reward is not finite in float32")
+            comp[:, i] = fail
+        rewards = combine(comp, w)
     if fmt_idx is not None:
         stats.format_ok = int(np.sum(comp[fmt_idx] >= 1.0))  # every built-in format score peaks at 1
     stats.successes = int(np.sum(comp[succ_idx] >= spec.success_value - 1e-9))

@@ -37,6 +37,8 @@ class TaskSpec:
     weights: default w_C of the total.
     success_component / success_value: a completion "succeeds" (for stats, replay and
       task filtering) when that component reaches that value.
+    failure: the components of a completion whose checker failed or timed out — the
+      task's minimum, so a failure never scores above a wrong answer (default: zeros).
     """
     name: str
     checker: Checker
@@ -44,8 +46,14 @@ class TaskSpec:
     weights: tuple[float, ...]
     success_component: str = "answer"
     success_value: float = 1.0
+    failure: tuple[float, ...] | None = None
 
     def __post_init__(self):
+        if self.failure is None:
+            object.__setattr__(self, "failure", (0.0,) * len(self.component_names))
+        if len(self.failure) != len(self.component_names):
+            raise ValueError(f"task {self.name!r}: {len(self.component_names)} component names but "
+                             f"{len(self.failure)} failure values")
         if len(self.component_names) != len(self.weights):
             raise ValueError(f"task {self.name!r}: {len(self.component_names)} component names but "
                              f"{len(self.weights)} weights")
@@ -66,10 +74,13 @@ TASKS = Registry("reward task")
 
 def register_task(name: str, checker: Checker, component_names: Sequence[str] = ("format", "answer"),
                   weights: Sequence[float] = (0.0, 1.0), *, success_component: str = "answer",
-                  success_value: float = 1.0) -> TaskSpec:
-    """Register a task's checker under `name` (for `rlx.rewards.score`); returns its spec."""
+                  success_value: float = 1.0, failure: Sequence[float] | None = None) -> TaskSpec:
+    """Register a task's checker under `name` (for `rlx.rewards.score`); returns its spec.
+    `failure`: components given to a completion whose checker fails (default zeros; give
+    the task's minimum when wrong answers score below 0)."""
     spec = TaskSpec(name, checker, tuple(component_names), tuple(float(w) for w in weights),
-                    success_component, float(success_value))
+                    success_component, float(success_value),
+                    None if failure is None else tuple(float(x) for x in failure))
     TASKS.register(name)(spec)
     return spec
 

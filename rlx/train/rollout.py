@@ -12,6 +12,8 @@ dynamic sampling can keep or carry whole groups):
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 
 import jax
@@ -20,6 +22,8 @@ import numpy as np
 from rlx import rewards as rw
 from rlx import sampling
 from rlx.train import data as tdata
+
+log = logging.getLogger(__name__)
 
 
 def to_host(x) -> np.ndarray:
@@ -71,6 +75,24 @@ def trim_padding(flat: dict, multiple: int) -> dict:
     return out
 
 
+def reward_workers(setting: int) -> int:
+    """`data.reward_workers`: -1 = auto (one per CPU core, at most 4), 0 = in-process."""
+    return min(4, os.cpu_count() or 1) if setting < 0 else int(setting)
+
+
+def score_completions(config, task: str, texts, examples):
+    """`rlx.rewards.score` with the config's worker processes and time limit; the first
+    checker failure of the call is logged (their count is a metric)."""
+    d = config.data
+    r, comps, stats = rw.score(task, texts, examples, time_limit_s=float(d.reward_time_limit_s) or None,
+                               workers=reward_workers(d.reward_workers))
+    if stats.errors or stats.timeouts:
+        log.warning("%d of %d completions could not be scored (%d errors, %d timeouts; scored as failures); "
+                    "first: %s", stats.errors + stats.timeouts, stats.n, stats.errors, stats.timeouts,
+                    stats.first_error)
+    return r, comps, stats
+
+
 def success_of(task: str, rewards_N: np.ndarray, comps_CN: np.ndarray | None) -> np.ndarray:
     spec = rw.get_task(task)
     if comps_CN is None:
@@ -114,7 +136,7 @@ def generate_round(engine, params, examples: list[dict], source_ids, example_ids
     t_sample = time.perf_counter() - t0
     texts = tdata.decode_completions(engine.tokenizer, host["completion_tokens"], host["lengths"])
     rep = [ex for ex in examples for _ in range(G)]
-    r, comps, stats = rw.score(engine.reward_task, texts, rep)
+    r, comps, stats = score_completions(engine.config, engine.reward_task, texts, rep)
     succ = success_of(engine.reward_task, r, comps)
     comps = r[None] if comps is None else comps                      # [C, B]
     groups = {k: v.reshape((P, G) + v.shape[1:]) for k, v in host.items()}

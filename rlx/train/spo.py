@@ -37,16 +37,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlx import advantages, losses, sampling
-from rlx import rewards as rw
 from rlx.curriculum import edge_replay
 from rlx.train import data as tdata
-from rlx.train.rollout import success_of, to_host
+from rlx.train.rollout import score_completions, success_of, to_host
 
 SPO_ESTIMATORS = ("spo_chain", "spo_tree")
 
 
 def _score(engine, texts: list[str], examples: list[dict], finish: np.ndarray) -> np.ndarray:
-    r, comps, _ = rw.score(engine.reward_task, texts, examples)
+    r, comps, _ = score_completions(engine.config, engine.reward_task, texts, examples)
     return np.where(finish == 1, 0.0, r).astype(np.float32)        # truncated continuation: 0
 
 
@@ -142,7 +141,7 @@ def tree_batch(engine, key, examples: list[dict], question_ids: np.ndarray):
     r = np.zeros((P, N), np.float32)
     succ = np.zeros((P, N), bool)
     if texts:
-        vals, comps, _ = rw.score(engine.reward_task, texts, exs)
+        vals, comps, _ = score_completions(engine.config, engine.reward_task, texts, exs)
         ok = success_of(engine.reward_task, vals, comps)
         for (p, n), v, o in zip(idx, vals, ok):
             r[p, n], succ[p, n] = v, o

@@ -1,0 +1,50 @@
+"""Hostile reward checkers for tests/test_rewards_pool.py (module level, so that worker
+processes can unpickle them by reference)."""
+
+import re
+import time
+
+from rlx.rewards import register_task
+
+
+def hang_in_c(completion, example):
+    # Catastrophic backtracking: one `re.match` call that runs for hours, inside C
+    # (SIGALRM cannot interrupt it).
+    re.match(r"(a+)+$", "a" * 48 + "b")
+    return (1.0,)
+
+
+def swallow_timeouts(completion, example):
+    # Catches every Exception: an Exception-based timeout would never stop it.
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        try:
+            time.sleep(0.01)
+        except Exception:  # noqa: BLE001, S110 - deliberately hostile
+            pass
+    return (1.0,)
+
+
+def exits(completion, example):
+    raise SystemExit(3)
+
+
+def huge(completion, example):
+    return (1e39,)                       # finite in float64, inf in float32
+
+
+def echo(completion, example):
+    return (float(completion),)
+
+
+def echo_or_hang(completion, example):
+    if completion == "hang":
+        return hang_in_c(completion, example)
+    return (float(completion),)
+
+
+for _name, _fn in (("test_hang_in_c", hang_in_c), ("test_swallow", swallow_timeouts), ("test_exits", exits),
+                   ("test_huge", huge), ("test_echo", echo),
+                   ("test_echo_or_hang", echo_or_hang)):
+    if _name not in __import__("rlx.rewards", fromlist=["TASKS"]).TASKS:
+        register_task(_name, _fn, ("answer",), (1.0,))
