@@ -154,6 +154,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.dump_c = 1.0                  # DUMP exploration constant c
     c.data.dump_tau = 0.1                # DUMP softmax temperature
     c.data.dump_window = 300             # DUMP window of recent |A| per source
+    c.data.reward_workers = -1           # reward checker processes (hard deadline, parallel):
+    #                                      -1 = one per CPU core (at most 4), 0 = in-process
+    c.data.reward_time_limit_s = 1.0     # per-completion checker deadline (0 = none)
     c.data.eval_prompts = 64             # held-out prompts for accuracy before/after/during
     c.data.eval_seed = 12345             # seed of the held-out prompts
 
@@ -170,6 +173,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.forward_rows = 64            # rows per chunk of the forwards outside the policy update
     #                                      (old / reference log-probs, critic values) and per SFT
     #                                      micro-batch, run as a loop inside one jit (0 = whole batch)
+    c.train.max_nonfinite_steps = 3      # stop after this many steps in a row whose update was
+    #                                      skipped for a non-finite loss / gradient (0 = never)
     c.train.compile_cache = "auto"       # persistent XLA compilation cache dir: auto =
     #                                      $RLX_COMPILE_CACHE or ~/.cache/rlx/jax; "" = off (a cache
     #                                      already configured in JAX, e.g. by the tests, wins)

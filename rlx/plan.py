@@ -288,6 +288,7 @@ def plan(config, topology: str = "", *, only: tuple[str, ...] = (), hbm_gib: flo
     """Compiles the config's programs for `topology`; returns (fits, per-program plans,
     topology). `hbm_gib` > 0 replaces the per-chip memory the verdict compares with (a
     what-if: e.g. a 24 GiB GPU planned on this machine's devices)."""
+    import jax
     import jax.numpy as jnp
 
     from rlx import parallel
@@ -313,6 +314,28 @@ def plan(config, topology: str = "", *, only: tuple[str, ...] = (), hbm_gib: flo
         f"{topo.hbm_bytes / GiB:.2f} GiB per chip), mesh {dict(mesh.shape)}, {_count(model_cfg.num_params)} "
         f"params, compute {jnp.dtype(model_cfg.dtype).name}")
     log(f"{'program':<15}{'args':>9}{'out':>9}{'temp':>9}{'peak GiB':>10}{'TFLOP':>9}{'GB acc.':>9}{'compile s':>11}")
+    # A TPU executable compiled here cannot be loaded back on this host: keep it out of
+    # the persistent compilation cache.
+    cache_was = jax.config.jax_enable_compilation_cache
+    if topo.platform == "tpu":
+        jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        plans = _compile_all(c, progs, scfg, ecfg, topo, only, log)
+    finally:
+        jax.config.update("jax_enable_compilation_cache", cache_was)
+    over = [p for p in plans if p.error or p.peak > topo.hbm_bytes]
+    cap = topo.hbm_bytes / GiB
+    if not over:
+        peak = max((p.peak for p in plans), default=0.0)
+        log(f"plan: fits (peak {peak / GiB:.2f} GiB of {cap:.2f} GiB per chip)")
+        return True, plans, topo
+    parts = [f"{p.name} needs {p.peak / GiB:.2f} GiB of {cap:.2f} GiB per chip" if (p.oom_bytes or not p.error)
+             else f"{p.name} failed to compile ({p.error})" for p in over]
+    log("plan: does not fit: " + "; ".join(parts))
+    return False, plans, topo
+
+
+def _compile_all(c, progs, scfg, ecfg, topo, only, log) -> list[ProgramPlan]:
     plans = []
     with progs.sharding():
         for name, lower in program_inputs(c, progs, scfg, ecfg):
@@ -327,16 +350,7 @@ def plan(config, topology: str = "", *, only: tuple[str, ...] = (), hbm_gib: flo
             log(f"{name:<15}{pp.args / GiB:>9.2f}{pp.out / GiB:>9.2f}{pp.temp / GiB:>9.2f}{pp.peak / GiB:>10.2f}"
                 f"{pp.flops / 1e12:>9.2f}{pp.bytes_accessed / 1e9:>9.1f}{pp.compile_s:>11.1f}{flag}"
                 + (" (compiler: CompileTimeHbmOom)" if pp.oom_bytes else ""))
-    over = [p for p in plans if p.error or p.peak > topo.hbm_bytes]
-    cap = topo.hbm_bytes / GiB
-    if not over:
-        peak = max((p.peak for p in plans), default=0.0)
-        log(f"plan: fits (peak {peak / GiB:.2f} GiB of {cap:.2f} GiB per chip)")
-        return True, plans, topo
-    parts = [f"{p.name} needs {p.peak / GiB:.2f} GiB of {cap:.2f} GiB per chip" if (p.oom_bytes or not p.error)
-             else f"{p.name} failed to compile ({p.error})" for p in over]
-    log("plan: does not fit: " + "; ".join(parts))
-    return False, plans, topo
+    return plans
 
 
 def _count(n: int) -> str:

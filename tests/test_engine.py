@@ -113,7 +113,7 @@ def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown config key config\.rl\.grup_size"):
         validate(c)
     c = load_config(QUICKSTART)
-    with pytest.raises(ConfigError, match=r"config\.rl\.group_size: cannot set"):
+    with pytest.raises(ConfigError, match=r"config\.rl\.group_size: expected int, got .abc."):
         apply_overrides(c, ["rl.group_size=abc"])
 
 

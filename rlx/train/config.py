@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import jax.numpy as jnp
 import ml_collections
 
 _BASE_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "base.py")
@@ -123,8 +124,9 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
         with config.unlocked() if hasattr(config, "unlocked") else _null():
             try:
                 node[leaf] = value
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"config.{key}: cannot set {raw!r} ({e})") from None
+            except (TypeError, ValueError):
+                want = type(current).__name__ if current is not None else "another type"
+                raise ConfigError(f"config.{key}: expected {want}, got {raw!r}") from None
 
 
 class _null:
@@ -179,6 +181,42 @@ def _kwargs_check(errors, path, fn: Callable, kwargs, what: str):
                           f"(parameters: {', '.join(allowed) or 'none'})")
 
 
+PAIRWISE_INPUTS = ("policy_chosen_logp", "policy_rejected_logp", "ref_chosen_logp", "ref_rejected_logp")
+# Estimators whose advantage compares a sample with its group (a group of 1 has nothing to compare).
+GROUP_ESTIMATORS = ("grpo", "dr_grpo", "rloo", "lite_ppo", "ngrpo", "bnpo", "hardness_weighted", "kalman", "opo",
+                    "passk", "unlikeliness", "seed_grpo", "reinforce_pp_baseline")
+
+
+def _trial_call(errors, key: str, what: str, call) -> None:
+    """Runs `call` (the function on tiny arrays with the config's keyword values) so that a
+    bad value fails at start-up, naming the key, not at the first trace."""
+    try:
+        call()
+    except Exception as ex:  # noqa: BLE001 - reported as a config error
+        errors.append(f"config.{key}: {what} rejects these values: {type(ex).__name__}: "
+                      + " ".join(str(ex).split())[:300])
+
+
+def _trial_policy_loss(r):
+    import inspect as _inspect
+
+    from rlx import losses
+    fn = losses.get(r.loss)
+    sig = _inspect.signature(fn).parameters
+    G = max(int(r.group_size), 1)
+    B, T = 2 * G, 3
+    z = jnp.zeros((B, T), jnp.float32)
+    kw = dict(r.loss_kwargs)
+    extras = {"agg": r.agg, "group_size": G, "rewards": jnp.arange(B, dtype=jnp.float32),
+              "valid": jnp.ones((B,), bool), "levels": jnp.zeros((B,), jnp.int32), "ref_logp": z}
+    for k, v in extras.items():
+        if k in sig:
+            kw.setdefault(k, v)
+    if "max_len" in sig and r.agg == "seq-mean-token-sum-norm":
+        kw.setdefault("max_len", T)
+    fn(z, z, z + 1.0, jnp.ones((B, T), bool), **kw)
+
+
 AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 TASKS = ("arithmetic", "countdown", "knights_knaves", "kk_files", "gsm8k")
 
@@ -219,6 +257,7 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
          "sampler.rows_per_call", f"must be 0 or a multiple of rl.group_size={c.rl.group_size} "
          "(rollouts are chunked by whole prompts)")
     need(c.train.forward_rows >= 0, "train.forward_rows", "must be >= 0 (0 = whole batch)")
+    need(c.train.max_nonfinite_steps >= 0, "train.max_nonfinite_steps", "must be >= 0 (0 = never stop)")
     need(c.sampler.max_prompt_len >= 1, "sampler.max_prompt_len", "must be >= 1")
     need(c.sampler.max_new_tokens >= 1, "sampler.max_new_tokens", "must be >= 1")
     need(c.sampler.temperature >= 0, "sampler.temperature", "must be >= 0")
@@ -247,10 +286,14 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
         fn = losses.preference_get(r.loss)
         ps = list(inspect.signature(fn).parameters.values())
         required = [p.name for p in ps[4:] if p.default is p.empty and p.kind != p.VAR_KEYWORD]
-        if len(ps) < 4 or required:
-            e.append(f"config.rl.loss: preference loss {r.loss!r} needs inputs beyond the four sequence "
-                     f"log-probs ({', '.join(required)}); the engine trains pairwise losses only")
+        if tuple(p.name for p in ps[:4]) != PAIRWISE_INPUTS or required:
+            e.append(f"config.rl.loss: the engine trains pairwise preference losses of ({', '.join(PAIRWISE_INPUTS)}) "
+                     f"only; {r.loss!r} takes ({', '.join(p.name for p in ps if p.default is p.empty)}) — "
+                     "use it as a function (rlx.losses)")
+            return e
         _kwargs_check(e, "rl.loss_kwargs", fn, r.loss_kwargs, f"loss {r.loss!r}")
+        _trial_call(e, "rl.loss_kwargs", f"loss {r.loss!r}", lambda: fn(
+            *(jnp.zeros((2,), jnp.float32) for _ in range(4)), **dict(r.loss_kwargs)))
         need(c.pref.source in ("online", "offline"), "pref.source", "must be 'online' or 'offline'")
         if c.pref.source == "offline" and not c.pref.path:
             need(c.data.task in ("arithmetic", "knights_knaves", "kk_files", "gsm8k"), "data.task",
@@ -262,6 +305,11 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
             need(r.group_size >= 2, "rl.group_size", "online preference pairs need group_size >= 2")
     else:
         _kwargs_check(e, "rl.loss_kwargs", losses.get(r.loss), r.loss_kwargs, f"loss {r.loss!r}")
+        if not any(x.startswith("config.rl.loss_kwargs.") for x in e):
+            _trial_call(e, "rl.loss_kwargs", f"loss {r.loss!r}", lambda: _trial_policy_loss(r))
+    if r.estimator in GROUP_ESTIMATORS and r.group_size < 2 and not pref:
+        e.append(f"config.rl.group_size: estimator {r.estimator!r} compares the samples of a group, so "
+                 f"group_size=1 makes every advantage 0; use group_size >= 2 (or a critic: rl.estimator=gae)")
     need(r.agg in AGG_MODES, "rl.agg", f"must be one of {AGG_MODES}")
     sp = c.spo
     need(0 < sp.threshold <= 1, "spo.threshold", "must be in (0, 1]")
@@ -329,6 +377,8 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
     need(c.data.dump_tau > 0, "data.dump_tau", "must be > 0")
     need(c.data.dump_window >= 1, "data.dump_window", "must be >= 1")
     need(c.data.eval_prompts >= 0, "data.eval_prompts", "must be >= 0")
+    need(c.data.reward_workers >= -1, "data.reward_workers", "must be -1 (auto), 0 (in-process) or a count")
+    need(c.data.reward_time_limit_s >= 0, "data.reward_time_limit_s", "must be >= 0 (0 = no limit)")
     need(c.sft.steps >= 0, "sft.steps", "must be >= 0")
     need(c.sft.batch_size >= 1, "sft.batch_size", "must be >= 1")
     need(c.sft.lr > 0, "sft.lr", "must be > 0")
@@ -361,21 +411,42 @@ def validate(config: ml_collections.ConfigDict, *, for_plan: bool = False) -> ml
     return config
 
 
+USAGE = """usage: python -m rlx.train --config=PATH [--config.<key>=<value> ...] [--resume] [--overwrite]
+                          [--allow-change=KEY,...]
+
+  --config=PATH           a config file (configs/*.py); every key and its meaning: configs/base.py
+  --config.<key>=<value>  override one key, e.g. --config.rl.group_size=8 (unknown keys are refused)
+  --resume                continue the run in config.run_dir from its newest good checkpoint
+  --overwrite             replace the run already in config.run_dir (its checkpoints and metrics)
+  --allow-change=K1,K2    with --resume: config keys that may differ from the checkpoint's
+  --help                  this text"""
+
+
 def parse_args(argv: list[str]) -> tuple[ml_collections.ConfigDict, dict]:
-    """`--config=PATH [--config.key=value ...] [--resume]` -> (validated config, flags)."""
-    path, overrides, flags = None, [], {"resume": False}
+    """`--config=PATH [--config.key=value ...] [--resume] [--overwrite] [--allow-change=...]`
+    -> (validated config, flags). `--help` raises SystemExit(0) after printing USAGE."""
+    path, overrides = None, []
+    flags = {"resume": False, "overwrite": False, "allow_changes": ()}
     for a in argv:
+        if a in ("--help", "-h"):
+            print(USAGE)
+            raise SystemExit(0)
         if a.startswith("--config="):
             path = a.split("=", 1)[1]
         elif a.startswith("--config."):
             overrides.append(a)
         elif a == "--resume":
             flags["resume"] = True
+        elif a == "--overwrite":
+            flags["overwrite"] = True
+        elif a.startswith("--allow-change="):
+            flags["allow_changes"] += tuple(k.strip() for k in a.split("=", 1)[1].split(",") if k.strip())
         else:
-            raise ConfigError(f"unknown argument {a!r}; usage: --config=PATH "
-                              "[--config.<key>=<value> ...] [--resume]")
+            raise ConfigError(f"unknown argument {a!r} (see --help)")
     if path is None:
-        raise ConfigError("missing --config=PATH (e.g. --config=configs/grpo.py)")
+        raise ConfigError("missing --config=PATH (e.g. --config=configs/quickstart.py; see --help)")
+    if flags["resume"] and flags["overwrite"]:
+        raise ConfigError("--resume and --overwrite exclude each other")
     config = load_config(path)
     apply_overrides(config, overrides)
     return validate(config), flags
