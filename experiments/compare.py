@@ -37,7 +37,8 @@ def run_one(name: str, seed: int, out: str, extra: list[str], rerun: bool) -> st
                 print(f"[compare] {name} seed {seed}: already done ({run_dir})")
                 return run_dir
     cmd = [sys.executable, "-m", "rlx.train", f"--config={os.path.join(ROOT, 'configs', name + '.py')}",
-           f"--config.seed={seed}", f"--config.run_dir={run_dir}", "--config.log.progress=False", *extra]
+           f"--config.seed={seed}", f"--config.run_dir={run_dir}", "--config.log.progress=False",
+           "--overwrite", *extra]     # an unfinished (or --rerun) run of this cell is replaced
     print("[compare] " + " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
     return run_dir
