@@ -32,6 +32,9 @@ def main(argv=None) -> dict:
         raise SystemExit(2) from None
     try:
         summary = engine.run()
+    except FloatingPointError as e:          # non-finite training: the last good checkpoint is kept
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         engine.close()
     if summary.get("stopped"):

@@ -18,6 +18,7 @@ no-op that says so.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 
@@ -32,6 +33,7 @@ FREE_KEYS = ("run_dir", "name", "plan_topology", "log.", "checkpoint.", "mesh.",
              "model.remat", "model.unroll_layers", "model.vocab_chunk", "model.hf_path", "model.tokenizer_path",
              "model.init_from", "data.eval_prompts", "data.eval_seed")
 MARKER = "complete.json"
+log = logging.getLogger(__name__)
 
 
 class RunDirError(RuntimeError):
@@ -115,8 +117,12 @@ def read_marker(run_dir: str) -> dict | None:
     path = os.path.join(run_dir, MARKER)
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:       # a damaged marker: the checkpoints decide
+        log.warning("%s is unreadable (%s); ignoring it", path, e)
+        return None
 
 
 def write_marker(run_dir: str, record: dict) -> None:
