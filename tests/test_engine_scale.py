@@ -48,20 +48,26 @@ def test_cpu_defaults_stay_float32(tmp_path):
 
 def test_chunked_forwards_and_rollouts_leave_the_run_unchanged(tmp_path):
     # train.forward_rows (reference log-probs in chunks of 4 rows), sampler.rows_per_call
-    # (2 prompts x 4 samples per sampler call) and 4-row update micro-batches (a group is 4
-    # rows: so micro-batches of 2 rows, half a group) change only the order of float sums:
-    # the samples are identical and the metrics agree to rounding.
-    common = ("train.steps=2", "checkpoint.interval=0", "data.eval_prompts=8", "rl.kl_coef=0.02")
+    # (2 prompts x 4 samples per sampler call) and 16 update micro-batches (2 rows: half a
+    # group of 4) change only the order of float sums: the samples are identical and the
+    # metrics agree to rounding: 1e-4 relative (XLA:CPU blocks float32 matmuls differently
+    # for different row counts; up to 2e-5 seen on the entropy). One minibatch, so that a
+    # step's metrics are of the params before its update: Adam's first steps are near
+    # sign(g) · lr, which turns rounding in a near-zero gradient entry into a full-size
+    # step, so metrics computed after an update (the second step's) agree to 1e-3 only.
+    common = ("train.steps=2", "checkpoint.interval=0", "data.eval_prompts=8", "rl.kl_coef=0.02",
+              "rl.minibatches=1")
     _run(small_config(tmp_path / "a", "train.forward_rows=0", *common))
-    _run(small_config(tmp_path / "b", "train.forward_rows=4", "sampler.rows_per_call=8", "rl.micro_batches=4",
+    _run(small_config(tmp_path / "b", "train.forward_rows=4", "sampler.rows_per_call=8", "rl.micro_batches=16",
                       *common))
     ra, rb = _records(tmp_path / "a"), _records(tmp_path / "b")
     assert len(ra) == len(rb) == 2
-    for a, b in zip(ra, rb):
+    for i, (a, b) in enumerate(zip(ra, rb)):
         for k in ("reward/mean", "tokens/sampled", "batch/completion_columns"):
             assert a[k] == b[k], k                      # the same samples
+        tol = 1e-4 if i == 0 else 1e-3
         for k in ("loss", "kl", "entropy", "grad_norm"):
-            assert abs(a[k] - b[k]) <= 2e-5 * max(1.0, abs(a[k])), (k, a[k], b[k])
+            assert abs(a[k] - b[k]) <= tol * max(1.0, abs(a[k])), (i, k, a[k], b[k])
 
 
 def test_width_buckets_are_geometric():
@@ -178,10 +184,11 @@ def test_plan_on_a_tpu_topology(capsys, monkeypatch):
 def test_scale_configs_validate_for_planning():
     names = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs", "scale"))
                    if f.endswith(".py") and f != "__init__.py")
-    assert names == ["qwen05b_v5e8", "qwen15b_v4_8", "qwen7b_v5p16"]
+    assert names == ["qwen05b_v5e8", "qwen15b_v4_8", "qwen7b_lora_v5e8", "qwen7b_v5p16"]
     for n in names:
         c = validate(load_config(os.path.join(ROOT, "configs", "scale", f"{n}.py")), for_plan=True)
         assert c.plan_topology and c.model.source == "hf" and c.rl.estimator == "grpo" and c.rl.kl_coef > 0
+        assert (c.model.lora.rank == 16) == ("lora" in n)
 
 
 
