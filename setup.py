@@ -27,15 +27,18 @@ setup(
         "tqdm>=4.66",
         "matplotlib>=3.8",
         "tensorboardX>=2.6",
+        # LoRA / QLoRA: the quantized frozen base (qwix.quantize / dequantize).
+        "qwix>=0.1.8",
     ],
     extras_require={
         # What the test suite needs. torch is pinned: it is used only to cross-check
         # rlx against `transformers` (on rlx machines 2.13.0 is a CPU build on local
         # disk; an unpinned torch would pull a multi-GB CUDA build).
+        # peft: the PEFT adapter export is checked by loading it in peft + transformers.
         # libtpu: the TPU compiler, for `python -m rlx.plan --topology=v5e-8` on a host
         # without a TPU (the suite plans a tiny config for a v5e-8).
         "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "ruff>=0.6",
-                 "torch==2.13.0", "libtpu>=0.0.52"],
+                 "torch==2.13.0", "libtpu>=0.0.52", "peft>=0.17"],
         # Compile-only planning for TPU topologies (rlx.plan); verified with jax 0.10.2 +
         # libtpu 0.0.52.
         "plan": ["libtpu>=0.0.52"],

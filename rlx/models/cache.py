@@ -28,6 +28,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from rlx.models import lora
 from rlx.models.config import ModelConfig
 from rlx.models.transformer import (
     NEG_INF,
@@ -38,6 +39,7 @@ from rlx.models.transformer import (
     logits_from_hidden,
     masked_attention,
     padding_positions,
+    param_logical_axes,
     project_qkv,
     rms_norm,
     rope_inv_freq,
@@ -83,9 +85,23 @@ def decode_params(params, cfg: ModelConfig) -> dict:
     list (the unrolled decode step never re-slices or re-casts a weight per token), and
     per layer the q/k/v projections fused into one [D, (H + 2N)·Dh] matrix ("qkv",
     "qkv_bias") and gate/up into one [D, 2F] ("gate_up"): fewer, larger matmuls per
-    token. Idempotent."""
+    token. Idempotent.
+
+    LoRA / QLoRA params (`rlx.models.lora`): with `cfg.lora_sampler == "merge"` the
+    adapters are folded into the weights (and quantized weights dequantized) here, once
+    per call, and the rest is as above; with "adapters" the base stays as stored
+    (quantized weights dequantized per layer and token, no fusion) and each decode step
+    adds the adapters' x·A·B."""
     if isinstance(params["layers"], (list, tuple)):
         return params
+    special = lora.has_adapters(params) or any(lora.is_quantized(w) for w in params["layers"].values())
+    if special and cfg.lora_sampler == "adapters":
+        cast = jax.tree.map(lambda w: w if lora.is_quantized(w) else w.astype(cfg.dtype), params,
+                            is_leaf=lora.is_quantized)
+        layers = [jax.tree.map(lambda w, i=i: w[i], cast["layers"]) for i in range(cfg.num_layers)]
+        return {**cast, "layers": layers}
+    if special:
+        return _merged_decode_params(params, cfg)
     cast = jax.tree.map(lambda w: w.astype(cfg.dtype), params)
     L = cast["layers"]
     D = cfg.hidden_size
@@ -98,6 +114,29 @@ def decode_params(params, cfg: ModelConfig) -> dict:
     stacked = {**keep, **fused}
     layers = [jax.tree.map(lambda w, i=i: w[i], stacked) for i in range(cfg.num_layers)]
     return {**cast, "layers": layers}
+
+
+def _merged_decode_params(params, cfg: ModelConfig) -> dict:
+    """"merge" sampling of LoRA / QLoRA params, layer by layer: slice layer i (a quantized
+    matrix's arrays too), fold its adapters in and dequantize (`lora.merged_layers`, float32
+    per matrix), pin each merged matrix to its param sharding, fuse qkv / gate_up. Merging
+    the whole [Ly, ...] stack at once would hold every matrix in float32 at the same time,
+    and a dequantized stack loses its sharding (an NF4 7B base merged whole needed 28.7 GiB
+    per v5e chip; layer by layer the sampler's peak is that of full fine-tuning)."""
+    axes = param_logical_axes(cfg)["layers"]
+    D = cfg.hidden_size
+    layers = []
+    for i in range(cfg.num_layers):
+        li = lora.merged_layers(jax.tree.map(lambda w, i=i: w[i], params["layers"]), cfg, cfg.dtype)
+        li = {n: constrain(w, axes[n][1:]) for n, w in li.items()}
+        fused = {"qkv": jnp.concatenate([li[n].reshape(D, -1) for n in ("q", "k", "v")], axis=-1),
+                 "gate_up": jnp.concatenate([li["gate"], li["up"]], axis=-1)}
+        if cfg.qkv_bias:
+            fused["qkv_bias"] = jnp.concatenate([li[f"{n}_bias"].reshape(-1) for n in ("q", "k", "v")])
+        keep = {n: w for n, w in li.items() if n not in ("q", "k", "v", "q_bias", "k_bias", "v_bias", "gate", "up")}
+        layers.append({**keep, **fused})
+    rest = {k: jax.tree.map(lambda w: w.astype(cfg.dtype), v) for k, v in params.items() if k != "layers"}
+    return {**rest, "layers": layers}
 
 
 def prefill(params, cfg: ModelConfig, tokens_BL, mask_BL, cache):

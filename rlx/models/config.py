@@ -46,6 +46,11 @@ class ModelConfig:
       the loop costs the backward pass ~20% (the stacked residuals are read and written
       through dynamic slices and nothing fuses across layers: 1.13 s vs 0.90 s fwd+bwd
       for `benchmarks/rl_step.py`'s 4-layer model), so the CPU-scale configs unroll.
+    lora_rank, lora_alpha, lora_targets, lora_base_quant, lora_sampler: LoRA / QLoRA
+      adapters on a frozen base (`rlx.models.lora`; rank 0 = none). Targets are names of
+      `lora.TARGETS`; the deltas are scaled by alpha / rank; `lora_base_quant` ("none",
+      "int8", "nf4") stores the frozen target matrices quantized (qwix); `lora_sampler`
+      ("adapters", the default, or "merge") says how the decoder applies the adapters.
     """
     vocab_size: int
     hidden_size: int
@@ -66,6 +71,11 @@ class ModelConfig:
     param_dtype: Any = jnp.float32
     remat: str = "none"
     unroll_layers: bool = False
+    lora_rank: int = 0
+    lora_alpha: float = 0.0
+    lora_targets: tuple = ()
+    lora_base_quant: str = "none"
+    lora_sampler: str = "adapters"
 
     def __post_init__(self):
         for f in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
@@ -103,6 +113,8 @@ class ModelConfig:
         for f in ("tie_embeddings", "qkv_bias", "qk_norm", "unroll_layers"):
             if not isinstance(getattr(self, f), bool):
                 raise ValueError(f"ModelConfig.{f}: expected a bool, got {getattr(self, f)!r}")
+        from rlx.models.lora import validate
+        validate(self)
 
     def replace(self, **kw) -> ModelConfig:
         return dataclasses.replace(self, **kw)

@@ -40,6 +40,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from rlx.models import lora
 from rlx.models import matmul as mm
 from rlx.models.config import ModelConfig
 from rlx.parallel.rules import constrain
@@ -77,7 +78,9 @@ def init_params(cfg: ModelConfig, key: jax.Array) -> dict:
 
 
 def param_logical_axes(cfg: ModelConfig) -> dict:
-    """Logical axis names of every param (same structure as `init_params`)."""
+    """Logical axis names of every param (same structure as `init_params`, plus
+    `layers/lora` for a LoRA config: `rlx.models.lora.attach`). A quantized weight (a
+    qwix QArray) takes its matrix's names for each of its arrays."""
     layers = {"attn_norm": ("layers", "norm"), "q": ("layers", "embed", "q_heads", "head_dim"),
               "k": ("layers", "embed", "kv_heads", "head_dim"), "v": ("layers", "embed", "kv_heads", "head_dim"),
               "o": ("layers", "q_heads", "head_dim", "embed"), "mlp_norm": ("layers", "norm"),
@@ -88,6 +91,8 @@ def param_logical_axes(cfg: ModelConfig) -> dict:
                       v_bias=("layers", "kv_heads", "head_dim"))
     if cfg.qk_norm:
         layers.update(q_norm=("layers", "head_dim"), k_norm=("layers", "head_dim"))
+    if lora.enabled(cfg):
+        layers["lora"] = lora.logical_axes(cfg)
     axes = {"embed": ("vocab", "embed"), "layers": layers, "final_norm": ("norm",)}
     if not cfg.tie_embeddings:
         axes["lm_head"] = ("embed", "vocab")
@@ -176,9 +181,9 @@ def project_qkv(cfg: ModelConfig, lp: dict, x, positions_BL, inv_freq):
         k = qkv[..., H * Dh:(H + N) * Dh].reshape(B, L, N, Dh)
         v = qkv[..., (H + N) * Dh:].reshape(B, L, N, Dh)
     else:
-        q = mm.einsum("bld,dhk->blhk", h, lp["q"].astype(dt))
-        k = mm.einsum("bld,dnk->blnk", h, lp["k"].astype(dt))
-        v = mm.einsum("bld,dnk->blnk", h, lp["v"].astype(dt))
+        q = _linear(cfg, lp, "q", "bld,dhk->blhk", h)
+        k = _linear(cfg, lp, "k", "bld,dnk->blnk", h)
+        v = _linear(cfg, lp, "v", "bld,dnk->blnk", h)
         if cfg.qkv_bias:
             q = q + lp["q_bias"].astype(dt)[None, None]
             k = k + lp["k_bias"].astype(dt)[None, None]
@@ -192,19 +197,26 @@ def project_qkv(cfg: ModelConfig, lp: dict, x, positions_BL, inv_freq):
     return q, k, v
 
 
+def _linear(cfg: ModelConfig, lp: dict, name: str, spec: str, x):
+    """x times layer weight `name` (dequantized if stored quantized), plus its LoRA delta
+    when the layer carries an adapter for it (`rlx.models.lora`)."""
+    y = mm.einsum(spec, x, lora.weight(lp, name, cfg.dtype))
+    d = lora.delta(cfg, lp, name, x)
+    return y if d is None else y + d
+
+
 def finish_layer(cfg: ModelConfig, lp: dict, x, att_BLHK):
     """Output projection + residual, then the SwiGLU MLP block + residual."""
-    dt = cfg.dtype
-    x = x + mm.einsum("blhk,hkd->bld", att_BLHK, lp["o"].astype(dt))
+    x = x + _linear(cfg, lp, "o", "blhk,hkd->bld", att_BLHK)
     h = rms_norm(x, lp["mlp_norm"], cfg.rms_norm_eps)
     if "gate_up" in lp:                     # fused by `rlx.models.cache.decode_params`
         gu = mm.einsum("bld,df->blf", h, lp["gate_up"])
         g, u = gu[..., :cfg.intermediate_size], gu[..., cfg.intermediate_size:]
     else:
-        g = mm.einsum("bld,df->blf", h, lp["gate"].astype(dt))
-        u = mm.einsum("bld,df->blf", h, lp["up"].astype(dt))
+        g = _linear(cfg, lp, "gate", "bld,df->blf", h)
+        u = _linear(cfg, lp, "up", "bld,df->blf", h)
     a = constrain(jax.nn.silu(g) * u, ("batch", "length", "act_mlp"))
-    x = x + mm.einsum("blf,fd->bld", a, lp["down"].astype(dt))
+    x = x + _linear(cfg, lp, "down", "blf,fd->bld", a)
     return constrain(x, ("batch", "length", "act_embed"))
 
 

@@ -96,10 +96,13 @@ def logical_to_spec(names: Sequence[str | None], shape: Sequence[int] | None, me
 
 
 def tree_shardings(tree, axes_tree, mesh: Mesh, rules):
-    """NamedShardings for every leaf of `tree`, from a matching tree of logical names."""
-    def one(x, names):
-        return NamedSharding(mesh, logical_to_spec(names, x.shape, mesh, rules))
-    return jax.tree.map(one, tree, axes_tree, is_leaf=lambda n: isinstance(n, tuple))
+    """NamedShardings for every leaf of `tree`, from a matching tree of logical names. A
+    names tuple may stand for a subtree of arrays of the same rank (a quantized weight:
+    its values and its scales); each takes the names, with any mesh axis that does not
+    divide its own shape dropped."""
+    def one(names, x):
+        return jax.tree.map(lambda a: NamedSharding(mesh, logical_to_spec(names, a.shape, mesh, rules)), x)
+    return jax.tree.map(one, axes_tree, tree, is_leaf=lambda n: isinstance(n, tuple))
 
 
 def batch_sharding(mesh: Mesh, ndim: int, batch_size: int | None = None) -> NamedSharding:
