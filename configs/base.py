@@ -50,6 +50,17 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.vocab_chunk = -1             # log-probs over vocabulary chunks of this many columns
     #                                      (never [B,T,V] in f32): -1 = auto (8192 when V >= 32768,
     #                                      else off), 0 = off
+    # LoRA / QLoRA (rlx.models.lora): train low-rank adapters on a frozen base; rank 0 = off
+    # (full fine-tuning). The reference policy is the base with the adapters off (no copy);
+    # checkpoints hold the adapters; the base comes from model.source / init_from / SFT.
+    c.model.lora = ml_collections.ConfigDict()
+    c.model.lora.rank = 0                # r (TRL's "LoRA without regret": 1..32 on all linear layers)
+    c.model.lora.alpha = 32.0            # the delta is scaled by alpha / rank (PEFT's scaling)
+    c.model.lora.targets = "q,k,v,o,gate,up,down"   # adapted matrices, comma-separated
+    c.model.lora.base_quant = "none"     # frozen base storage: none | int8 | nf4 (QLoRA; qwix)
+    c.model.lora.sampler = "adapters"    # decode with the adapters applied per token, as the trainer
+    #                                      does (adapters), or folded into the weights once per
+    #                                      sampling call (merge; rounds small deltas away in bf16)
 
     # ---------------------------------------------------------------- sampler
     c.sampler = ml_collections.ConfigDict()
@@ -184,7 +195,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.checkpoint.interval = 50           # save every N steps (0 = only at the end)
     c.checkpoint.keep = 3                # keep the last K checkpoints
     c.checkpoint.async_save = True       # Orbax async save (atomic either way)
-    c.checkpoint.export_hf = False       # write the final policy as an HF model (run_dir/hf)
+    c.checkpoint.export_hf = False       # export the final policy: run_dir/hf (merged) | run_dir/peft
+    c.checkpoint.export_format = "merged"  # merged (an HF model) | peft (LoRA runs: adapter dir
+    #                                        + the base it applies to); any step: python -m rlx.export
 
     # ------------------------------------------------------------------ logging
     c.log = ml_collections.ConfigDict()

@@ -152,18 +152,21 @@ def program_inputs(c, progs, sampler_cfg, eval_cfg):
 
     from rlx import parallel, sampling
     from rlx.data.preference import PreferenceBatch
+    from rlx.models import lora
     from rlx.sampling import sampler as smp
     from rlx.sampling import tree as stree
     from rlx.train import critic as tcritic
     from rlx.train import preference as tpref
-    from rlx.train.programs import abstract_params, ref_dtype, shardings_like_params
+    from rlx.train.programs import abstract_params, critic_trunk, reference_params, shardings_like_params
     from rlx.types import Batch
 
     mesh, cfg = progs.mesh, progs.model_cfg
     rep = parallel.replicated(mesh)
     params_abs = abstract_params(cfg)
     params = _with(params_abs, progs.param_sh)
-    ref = _with(jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, ref_dtype(cfg)), params_abs), progs.param_sh)
+    ref_abs = jax.eval_shape(lambda p: reference_params(p, cfg), params_abs)     # LoRA: the base, no copy
+    ref = _with(ref_abs, lora.base_of(progs.param_sh) if lora.enabled(cfg) else progs.param_sh)
+    base_abs = abstract_params(progs.base_cfg)
     key = _sds((), jax.eval_shape(lambda: jax.random.key(0)).dtype, rep)
     Lp, T, G, P = c.sampler.max_prompt_len, c.sampler.max_new_tokens, c.rl.group_size, c.rl.prompts_per_step
 
@@ -192,9 +195,9 @@ def program_inputs(c, progs, sampler_cfg, eval_cfg):
         out.append(("sampler_eval", sampler_call(eval_cfg, 1, c.data.eval_prompts, Lp)))
     if c.sft.steps:
         bs = c.sft.batch_size
-        opt_abs = jax.eval_shape(progs.sft_optimizer.init, params_abs)
-        opt = _with(opt_abs, shardings_like_params(opt_abs, params_abs, progs.param_sh, mesh))
-        out.append(("sft_step", lambda: progs.sft_step.lower(params, opt, *seqs(bs))))
+        opt_abs = jax.eval_shape(progs.sft_optimizer.init, base_abs)
+        opt = _with(opt_abs, shardings_like_params(opt_abs, base_abs, progs.base_param_sh, mesh))
+        out.append(("sft_step", lambda: progs.sft_step.lower(_with(base_abs, progs.base_param_sh), opt, *seqs(bs))))
     if pref:
         pb = PreferenceBatch(*seqs(P)[:2], rows(P, T), rows(P, T, dtype=bool), rows(P, T), rows(P, T, dtype=bool),
                              rows(P, dtype=bool))
@@ -228,7 +231,8 @@ def program_inputs(c, progs, sampler_cfg, eval_cfg):
                   rewards=rows(B, dtype=jnp.float32), valid=rows(B, dtype=bool),
                   loss_mask=rows(B, t, dtype=bool) if c.rl.estimator in ("spo_chain", "spo_tree") else None)
     if progs.values is not None:
-        cabs = jax.eval_shape(lambda p: tcritic.init_critic(p, cfg, progs.critic_optimizer), params_abs)
+        cabs = jax.eval_shape(lambda p: tcritic.init_critic(critic_trunk(p, cfg), progs.base_cfg,
+                                                            progs.critic_optimizer), params_abs)
         cstate = _with(cabs, progs.critic_sh)
         out.append(("critic_values", lambda: progs.values.lower(cstate.params, pt, pm, ct, cm)))
     state = _state(progs, params_abs)

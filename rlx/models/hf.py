@@ -125,8 +125,11 @@ def from_hf(path: str, *, dtype=None) -> tuple[dict, ModelConfig]:
     return params, cfg
 
 
-def to_hf(params: dict, cfg: ModelConfig, path: str, *, max_shard_bytes: int = 2 << 30) -> None:
-    """Writes config.json and safetensors (sharded with an index when large)."""
+def to_hf(params: dict, cfg: ModelConfig, path: str, *, max_shard_bytes: int = 2 << 30,
+          extra_config: dict | None = None) -> None:
+    """Writes config.json (plus `extra_config` keys, e.g. the tokenizer's special ids) and
+    safetensors in `cfg.param_dtype` (sharded with an index when large); files are
+    world-readable (0644)."""
     os.makedirs(path, exist_ok=True)
     params = jax.device_get(params)
     dt = jnp.dtype(cfg.param_dtype)
@@ -161,4 +164,7 @@ def to_hf(params: dict, cfg: ModelConfig, path: str, *, max_shard_bytes: int = 2
         with open(os.path.join(path, "model.safetensors.index.json"), "w") as f:
             json.dump({"metadata": {"total_size": int(total)}, "weight_map": weight_map}, f, indent=1)
     with open(os.path.join(path, "config.json"), "w") as f:
-        json.dump(cfg.to_hf_dict(), f, indent=1)
+        json.dump({**cfg.to_hf_dict(), **(extra_config or {})}, f, indent=1)
+    for name in os.listdir(path):
+        if name.endswith((".safetensors", ".json")):
+            os.chmod(os.path.join(path, name), 0o644)

@@ -37,8 +37,13 @@ def resolve_dtype(name: str, platform: str | None = None):
 
 def _numerics(c, cfg: models.ModelConfig, platform: str | None) -> models.ModelConfig:
     m = c.model
+    from rlx.train.config import lora_targets
+    lo = m.lora
     return cfg.replace(dtype=resolve_dtype(m.dtype, platform), param_dtype=_DTYPES[m.param_dtype],
-                       remat=m.remat, unroll_layers=bool(m.unroll_layers))
+                       remat=m.remat, unroll_layers=bool(m.unroll_layers),
+                       lora_rank=int(lo.rank), lora_alpha=float(lo.alpha) if lo.rank else 0.0,
+                       lora_targets=lora_targets(lo.targets) if lo.rank else (),
+                       lora_base_quant=lo.base_quant, lora_sampler=lo.sampler)
 
 
 def _from_fields(c, vocab_size: int) -> models.ModelConfig:

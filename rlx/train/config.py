@@ -60,6 +60,13 @@ def load_config(path: str) -> ml_collections.ConfigDict:
     return mod.get_config()
 
 
+def lora_targets(text) -> tuple[str, ...]:
+    """`model.lora.targets` ("q,k,v" or a list) as a tuple of names."""
+    if isinstance(text, (list, tuple)):
+        return tuple(str(t).strip() for t in text)
+    return tuple(t.strip() for t in str(text).split(",") if t.strip())
+
+
 def base_config() -> ml_collections.ConfigDict:
     return load_config(_BASE_PATH)
 
@@ -252,6 +259,21 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
          "must be float32, bfloat16 or float16")
     from rlx.models.config import REMAT_POLICIES
     need(c.model.remat in REMAT_POLICIES, "model.remat", f"must be one of {REMAT_POLICIES}")
+    lo = c.model.lora
+    need(isinstance(lo.rank, int) and lo.rank >= 0, "model.lora.rank", "must be an int >= 0 (0 = no LoRA)")
+    need(lo.alpha > 0, "model.lora.alpha", "must be > 0")
+    from rlx.models import lora as _lora
+    targets = lora_targets(lo.targets)
+    bad = [t for t in targets if t not in _lora.TARGETS]
+    need(targets and not bad and len(set(targets)) == len(targets), "model.lora.targets",
+         f"must be comma-separated names from {','.join(_lora.TARGETS)}, each once (got {lo.targets!r})")
+    need(lo.base_quant in _lora.QUANTS, "model.lora.base_quant", f"must be one of {_lora.QUANTS}")
+    need(lo.base_quant == "none" or lo.rank > 0, "model.lora.base_quant",
+         "a quantized (frozen) base needs adapters to train: set model.lora.rank > 0")
+    need(lo.sampler in _lora.SAMPLERS, "model.lora.sampler", f"must be one of {_lora.SAMPLERS}")
+    need(c.checkpoint.export_format in ("merged", "peft"), "checkpoint.export_format", "must be merged or peft")
+    need(c.checkpoint.export_format == "merged" or lo.rank > 0, "checkpoint.export_format",
+         "peft exports LoRA adapters: set model.lora.rank > 0 (or export_format=merged)")
     need(c.model.vocab_chunk >= -1, "model.vocab_chunk", "must be -1 (auto), 0 (off) or a chunk size")
     need(c.sampler.rows_per_call >= 0 and c.sampler.rows_per_call % max(c.rl.group_size, 1) == 0,
          "sampler.rows_per_call", f"must be 0 or a multiple of rl.group_size={c.rl.group_size} "

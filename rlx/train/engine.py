@@ -30,8 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from rlx import advantages, losses, models, parallel, sampling
+from rlx import advantages, losses, parallel, sampling
 from rlx.curriculum import dump, dynamic, recovery
+from rlx.models import lora
 from rlx.train import critic as tcritic
 from rlx.train import data as tdata
 from rlx.train import estimate, sft
@@ -39,12 +40,14 @@ from rlx.train import preference as tpref
 from rlx.train import resume as rresume
 from rlx.train import spo as tspo
 from rlx.train.build import build_model, build_sampler_config, build_tokenizer
+from rlx.train.build import hf_path as build_hf_path
 from rlx.train.checkpoint import CheckpointDamaged, Checkpointer, RestoreError, abstract_like, all_finite
 from rlx.train.compile_cache import setup_compile_cache
+from rlx.train.export import base_is_hf_model, export_policy
 from rlx.train.init_from import load_params
 from rlx.train.metrics import MetricWriter, read_jsonl
 from rlx.train.metrics_rl import rollout_metrics
-from rlx.train.programs import Programs, cast_params, ref_dtype
+from rlx.train.programs import Programs, critic_trunk, ref_dtype, reference_params
 from rlx.train.rollout import generate_round, to_host, trim_padding
 from rlx.train.signals import GracefulStop
 from rlx.types import Batch
@@ -103,27 +106,36 @@ class Engine:
         self.programs = progs = Programs.build(c, self.model_cfg, self.mesh, self.rules)
         self.param_sh = progs.param_sh
 
-        if c.model.init_from and not self.resume:
+        # The base model: loaded, warm-started (init_from, SFT). A LoRA run rebuilds it on
+        # resume too (its checkpoints hold the adapters only), so the base is made whenever
+        # the checkpoint will not replace it.
+        self.lora = lora.enabled(self.model_cfg)
+        make_base = self.lora or not self.resume
+        if c.model.init_from and make_base:
             params = load_params(c.model.init_from, params)
         with self.sharding():
-            params = jax.device_put(params, self.param_sh)
-            if c.sft.steps and not self.resume:
+            params = jax.device_put(params, progs.base_param_sh)
+            if c.sft.steps and make_base:
                 params = sft.warm_start(self, params)
+            if self.lora:
+                params = progs.attach(params, jax.random.fold_in(k_init, 1))
         self.spec = progs.spec
         self.optimizer = progs.optimizer
         with self.sharding():
             self.state = progs.init_state(params, k_state)
         self.state_sh = progs.state_sh
         self.preference = tpref.is_preference(c.rl.loss)
-        self.ref_params = None
-        if c.rl.kl_coef > 0 or self.preference:      # stored in the compute dtype (programs.ref_dtype)
+        self.uses_ref = c.rl.kl_coef > 0 or self.preference
+        self.ref_params = None          # a LoRA policy's reference is its base (`reference()`), no copy
+        if self.uses_ref and not self.lora:      # stored in the compute dtype (programs.ref_dtype)
             dt = ref_dtype(self.model_cfg)
             self.ref_params = params if all(x.dtype == dt for x in jax.tree.leaves(params)) else jax.jit(
-                lambda p: cast_params(p, dt), out_shardings=self.param_sh)(params)
+                lambda p: reference_params(p, self.model_cfg), out_shardings=self.param_sh)(params)
         self.critic = None
         if progs.values is not None:
             with self.sharding():
-                self.critic = jax.jit(lambda p: tcritic.init_critic(p, self.model_cfg, progs.critic_optimizer),
+                self.critic = jax.jit(lambda p: tcritic.init_critic(critic_trunk(p, self.model_cfg), progs.base_cfg,
+                                                                    progs.critic_optimizer),
                                       out_shardings=progs.critic_sh)(params)
             self._values = progs.values
             self._critic_update = progs.critic_update
@@ -169,8 +181,16 @@ class Engine:
         return jax.make_array_from_callback(x.shape, sh, lambda idx: x[idx])
 
     # ------------------------------------------------------------------ checkpoints
+    def reference(self):
+        """The reference policy's params (KL, preference losses): a LoRA policy's base
+        (the current state's own arrays, adapters off), else the stored copy."""
+        return lora.base_of(self.state.params) if self.lora else self.ref_params
+
     def _ckpt_tree(self):
-        tree = {"train": self.state, "sampler": self.sampler_state}
+        """What a checkpoint holds. A LoRA run's train state holds its adapters only (the
+        base is rebuilt from the config: model source, init_from, the cached SFT)."""
+        state = self.state.replace(params=lora.trainable(self.state.params)) if self.lora else self.state
+        tree = {"train": state, "sampler": self.sampler_state}
         if self.ref_params is not None:
             tree["ref_params"] = self.ref_params
         if self.dump_state is not None:
@@ -183,7 +203,7 @@ class Engine:
 
     def save(self) -> None:
         """Checkpoints the run at this step (never a non-finite policy)."""
-        if not all_finite(self.state.params):
+        if not all_finite(lora.trainable(self.state.params)):      # a frozen base cannot change
             raise FloatingPointError(f"step {self.step}: the policy parameters are not finite; refusing to save "
                                      f"them over the good checkpoints in {self.ckpt.directory}")
         meta = {"step": self.step, "config": json.loads(self.config.to_json_best_effort()),
@@ -213,6 +233,7 @@ class Engine:
             if not all_finite(tree["train"].params):
                 raise CheckpointDamaged("the policy parameters are not finite")
 
+        base_params = self.state.params
         step, tree, meta, damaged = self.ckpt.restore_latest(abstract_like(self._ckpt_tree()), check)
         for s, why in damaged:
             dst = self.ckpt.set_aside(s)
@@ -223,6 +244,8 @@ class Engine:
             first = [r for r in read_jsonl(path) if r.get("step") == 0] if os.path.exists(path) else []
             self.accuracy_before = first[0].get("eval/accuracy") if first else None
         self.state, self.sampler_state = tree["train"], tree["sampler"]
+        if self.lora:                 # the restored adapters on the rebuilt base
+            self.state = self.state.replace(params=lora.combine(base_params, self.state.params))
         self.ref_params = tree.get("ref_params", self.ref_params)
         self.dump_state = tree.get("dump", self.dump_state)
         self.critic = tree.get("critic", self.critic)
@@ -320,7 +343,7 @@ class Engine:
             valid = np.ones(P, bool)
             b = tpref.pair_batch(self, prompts, chosen, rejected, valid)
         with self.sharding():
-            ref_c, ref_r = self._pref_ref(self.ref_params, b)
+            ref_c, ref_r = self._pref_ref(self.reference(), b)
             t1 = time.perf_counter()
             self.state, upd = self._pref_update(self.state, b, ref_c, ref_r)
             upd = {k: to_host(v) for k, v in upd.items()}
@@ -357,9 +380,9 @@ class Engine:
                 completion_tokens=h["completion_tokens"], completion_mask=self.put(to_host(cmask)),
                 advantages=self.put(to_host(adv)), old_logprobs=h["logprobs"], rewards=h["reward"],
                 valid=self.put(to_host(valid)), loss_mask=self.put(to_host(keep & cmask)))
-            if self.ref_params is not None:
+            if self.uses_ref:
                 batch = batch.replace(ref_logprobs=self._logprobs(
-                    self.ref_params, batch.prompt_tokens, batch.prompt_mask, batch.completion_tokens,
+                    self.reference(), batch.prompt_tokens, batch.prompt_mask, batch.completion_tokens,
                     batch.completion_mask))
             t1 = time.perf_counter()
             self.state, upd = self._update(self.state, batch)
@@ -402,8 +425,8 @@ class Engine:
                 old = self._logprobs(self.state.params, dev["prompt_tokens"], dev["prompt_mask"],
                                      dev["completion_tokens"], dev["completion_mask"])
             ref = None
-            if self.ref_params is not None:
-                ref = self._logprobs(self.ref_params, dev["prompt_tokens"], dev["prompt_mask"],
+            if self.uses_ref:
+                ref = self._logprobs(self.reference(), dev["prompt_tokens"], dev["prompt_mask"],
                                      dev["completion_tokens"], dev["completion_mask"])
                 if c.rl.kl_placement == "reward":
                     kl_B = to_host(jnp.sum(jnp.where(dev["completion_mask"],
@@ -520,7 +543,10 @@ class Engine:
         if c.checkpoint.export_hf:
             params = jax.tree.map(to_host, self.state.params)
             if jax.process_index() == 0:
-                models.to_hf(params, self.model_cfg, os.path.join(self.run_dir, "hf"))
+                fmt = c.checkpoint.export_format          # run_dir/hf (merged) or run_dir/peft
+                export_policy(params, self.model_cfg, self.tokenizer, dict(c.sampler),
+                              os.path.join(self.run_dir, "hf" if fmt == "merged" else "peft"), fmt,
+                              base_hf_path=build_hf_path(c) if base_is_hf_model(c) else None)
         rresume.write_marker(self.run_dir, {"step": self.step, "accuracy_before": acc0, "accuracy_after": acc1})
         return {"accuracy_before": acc0, "accuracy_after": acc1, "history": history, "run_dir": self.run_dir}
 

@@ -33,6 +33,7 @@ import optax
 from rlx import losses, models
 from rlx.data.jsonl import records
 from rlx.data.preference import PreferenceBatch
+from rlx.models import lora
 from rlx.train import data as tdata
 from rlx.train.microbatch import map_rows
 from rlx.train.state import TrainState
@@ -130,7 +131,9 @@ def make_pref_update(model_cfg, loss_name: str, loss_kwargs: tuple, optimizer, *
 
     def update(state: TrainState, b, ref_c, ref_r):
         def one(state, _):
-            (loss, met), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params, b, ref_c, ref_r)
+            (loss, met), g = jax.value_and_grad(      # trainable params only (LoRA: the adapters)
+                lambda tr: loss_fn(lora.combine(state.params, tr), b, ref_c, ref_r), has_aux=True)(
+                lora.trainable(state.params))
             met = dict(met, loss=loss, grad_norm=optax.global_norm(g))
             return apply_if_finite(state, g, optimizer, jnp.isfinite(loss) & jnp.isfinite(met["grad_norm"]), met)
         state, mets = jax.lax.scan(one, state, None, length=epochs)

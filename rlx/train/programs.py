@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from rlx import models, parallel
+from rlx.models import lora
 from rlx.train import critic as tcritic
 from rlx.train import preference as tpref
 from rlx.train.estimate import CRITIC_ESTIMATORS
@@ -38,8 +39,10 @@ from rlx.train.update import UpdateSpec, make_logprobs_fn, make_update
 
 
 def abstract_params(model_cfg) -> dict:
-    """ShapeDtypeStructs of the params (`init_params` traced, nothing allocated)."""
-    return jax.eval_shape(lambda: models.init_params(model_cfg, jax.random.key(0)))
+    """ShapeDtypeStructs of the params (`init_params` traced, nothing allocated); of a
+    LoRA config, the policy's: frozen (maybe quantized) base + adapters."""
+    return jax.eval_shape(lambda: lora.attach(models.init_params(model_cfg, jax.random.key(0)), model_cfg,
+                                              jax.random.key(1)))
 
 
 def param_shardings(model_cfg, mesh, rules, params=None):
@@ -53,10 +56,16 @@ def _path_keys(path) -> tuple:
 
 def shardings_like_params(tree, params, param_sh, mesh):
     """Shardings for `tree` (arrays or ShapeDtypeStructs): a leaf whose key path ends with
-    a param's path and has its shape gets that param's sharding; the rest is replicated."""
+    a param's path and has its shape gets that param's sharding; the rest is replicated.
+    The trainable part of a LoRA policy (`lora.trainable`) matches by its own paths too
+    (optimizer state over the adapters alone)."""
     by_path = {}
-    for (path, p), sh in zip(jax.tree_util.tree_flatten_with_path(params)[0], jax.tree.leaves(param_sh)):
-        by_path[_path_keys(path)] = (tuple(p.shape), sh)
+    pairs = [(params, param_sh)]
+    if lora.has_adapters(params):
+        pairs.append((lora.trainable(params), lora.trainable(param_sh)))
+    for tree_p, tree_sh in pairs:
+        for (path, p), sh in zip(jax.tree_util.tree_flatten_with_path(tree_p)[0], jax.tree.leaves(tree_sh)):
+            by_path.setdefault(_path_keys(path), (tuple(p.shape), sh))
     rep = parallel.replicated(mesh)
 
     def one(path, x):
@@ -80,6 +89,23 @@ def ref_dtype(model_cfg):
     return model_cfg.dtype
 
 
+def reference_params(params, model_cfg):
+    """The reference policy of `params` (the policy at the start of RL): of a LoRA policy,
+    its base with the adapters switched off — the same arrays, no copy; otherwise a copy
+    in the compute dtype (`ref_dtype`)."""
+    if lora.enabled(model_cfg):
+        return lora.base_of(params)
+    return cast_params(params, ref_dtype(model_cfg))
+
+
+def critic_trunk(params, model_cfg):
+    """The critic's initial trunk from the policy's params: the policy itself, or for a
+    LoRA policy its base, dequantized, in the param dtype (the critic is a full model)."""
+    if lora.enabled(model_cfg):
+        return lora.merged(lora.base_of(params), model_cfg, model_cfg.param_dtype)
+    return params
+
+
 def cast_params(params, dtype):
     return jax.tree.map(lambda x: x.astype(dtype), params)
 
@@ -95,6 +121,8 @@ class Programs:
     optimizer: optax.GradientTransformation
     param_sh: object
     state_sh: object
+    base_cfg: object            # the base model alone (== model_cfg without LoRA): SFT, critic
+    base_param_sh: object
     forward_rows: int
     update: object
     logprobs: object
@@ -108,6 +136,7 @@ class Programs:
     pref_update: object = None
     pref_ref: object = None
     init_state: object = None
+    attach: object = None
 
     @classmethod
     def build(cls, c, model_cfg, mesh, rules) -> Programs:
@@ -124,31 +153,36 @@ class Programs:
             from rlx import sampling
             lens = sampling.segment_lengths(c.sampler.max_new_tokens, len(c.spo.branching), c.spo.segment_len)
             upd_spec = dataclasses.replace(spec, group_size=1, max_len=max(lens))
+        base_cfg = lora.base_config(model_cfg)
+        base_abs = abstract_params(base_cfg)
+        base_sh = param_shardings(base_cfg, mesh, rules, base_abs)
         p = cls(config=c, model_cfg=model_cfg, mesh=mesh, rules=tuple(rules), spec=upd_spec, optimizer=optimizer,
-                param_sh=param_sh, state_sh=state_sh, forward_rows=rows,
+                param_sh=param_sh, state_sh=state_sh, base_cfg=base_cfg, base_param_sh=base_sh, forward_rows=rows,
                 update=jax.jit(make_update(model_cfg, upd_spec, optimizer), out_shardings=(state_sh, None),
                                donate_argnums=(0,)),
                 logprobs=jax.jit(make_logprobs_fn(model_cfg, vc, rows)))
         p.init_state = jax.jit(lambda prm, key: TrainState.create(prm, optimizer, key), out_shardings=state_sh)
+        if lora.enabled(model_cfg):      # base params -> LoRA policy (frozen base + fresh adapters)
+            p.attach = jax.jit(lambda prm, key: lora.attach(prm, model_cfg, key), out_shardings=param_sh)
         if c.rl.estimator in ("spo_chain", "spo_tree"):
             p.logprobs_T = jax.jit(make_logprobs_fn(model_cfg, vc, rows, temperature=c.sampler.temperature or 1.0))
         if c.rl.estimator in CRITIC_ESTIMATORS and not tpref.is_preference(c.rl.loss):
             copt = optax.adam(c.critic.lr)
             if c.critic.max_grad_norm:
                 copt = optax.chain(optax.clip_by_global_norm(c.critic.max_grad_norm), copt)
-            cstate = jax.eval_shape(lambda prm: tcritic.init_critic(prm, model_cfg, copt), params)
+            cstate = jax.eval_shape(lambda prm: tcritic.init_critic(prm, base_cfg, copt), base_abs)
             p.critic_optimizer = copt
-            p.critic_sh = shardings_like_params(cstate, params, param_sh, mesh)
-            p.values = jax.jit(tcritic.make_values_fn(model_cfg, rows))
+            p.critic_sh = shardings_like_params(cstate, base_abs, base_sh, mesh)
+            p.values = jax.jit(tcritic.make_values_fn(base_cfg, rows))
             p.critic_update = jax.jit(tcritic.make_critic_update(
-                model_cfg, copt, clip=c.critic.value_clip, agg=c.rl.agg, epochs=c.rl.epochs,
+                base_cfg, copt, clip=c.critic.value_clip, agg=c.rl.agg, epochs=c.rl.epochs,
                 minibatches=c.rl.minibatches, group_size=c.rl.group_size, micro_batches=c.rl.micro_batches),
                 out_shardings=(p.critic_sh, None), donate_argnums=(0,))
         if c.sft.steps:
             p.sft_optimizer = optax.adam(c.sft.lr)
-            opt_sh = shardings_like_params(jax.eval_shape(p.sft_optimizer.init, params), params, param_sh, mesh)
-            p.sft_step = jax.jit(make_sft_step(model_cfg, p.sft_optimizer, rows, vc),
-                                 out_shardings=(param_sh, opt_sh, None), donate_argnums=(0, 1))
+            opt_sh = shardings_like_params(jax.eval_shape(p.sft_optimizer.init, base_abs), base_abs, base_sh, mesh)
+            p.sft_step = jax.jit(make_sft_step(base_cfg, p.sft_optimizer, rows, vc),      # SFT: the base model
+                                 out_shardings=(base_sh, opt_sh, None), donate_argnums=(0, 1))
         if tpref.is_preference(c.rl.loss):
             upd, ref = tpref.make_pref_update(
                 model_cfg, c.rl.loss, tuple(sorted(dict(c.rl.loss_kwargs).items())), optimizer,

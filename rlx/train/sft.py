@@ -28,7 +28,8 @@ from rlx.train.programs import shardings_like_params
 
 
 def _settings(c) -> dict:
-    return {"seed": c.seed, "model": dict(c.model), "data": {k: (list(v) if isinstance(v, tuple) else v)
+    model = {k: v for k, v in dict(c.model).items() if k != "lora"}     # SFT trains the base: adapters are later
+    return {"seed": c.seed, "model": model, "data": {k: (list(v) if isinstance(v, tuple) else v)
                                                              for k, v in dict(c.data).items()},
             "sft": dict(c.sft), "sampler": dict(c.sampler)}
 
@@ -61,10 +62,10 @@ def warm_start(engine, params):
             if json.load(f) == json.loads(json.dumps(settings)):
                 cached, _ = models.from_hf(cache)
                 cached = jax.tree.map(lambda x, p: x.astype(p.dtype), cached, params)
-                return jax.device_put(cached, engine.param_sh)
-    cfg = engine.model_cfg
+                return jax.device_put(cached, engine.programs.base_param_sh)
     progs = engine.programs
-    opt_sh = shardings_like_params(jax.eval_shape(progs.sft_optimizer.init, params), params, engine.param_sh,
+    cfg = progs.base_cfg
+    opt_sh = shardings_like_params(jax.eval_shape(progs.sft_optimizer.init, params), params, progs.base_param_sh,
                                    engine.mesh)
     opt_state = jax.jit(progs.sft_optimizer.init, out_shardings=opt_sh)(params)
     step = progs.sft_step

@@ -8,12 +8,15 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from rlx.models import lora
+
 
 @flax.struct.dataclass
 class TrainState:
     """step      int32 scalar: optimizer updates applied so far
-    params    the policy parameters (plain pytree)
-    opt_state optax state
+    params    the policy parameters (plain pytree; a LoRA policy's include its frozen base)
+    opt_state optax state of the trainable params only (`rlx.models.lora.trainable`:
+              the adapters of a LoRA policy, else all params)
     rng       uint32 [2]: raw key data (checkpoint-friendly), advanced by every use
     """
     step: Any
@@ -23,7 +26,7 @@ class TrainState:
 
     @classmethod
     def create(cls, params, optimizer, key: jax.Array) -> TrainState:
-        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
+        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(lora.trainable(params)),
                    rng=jax.random.key_data(key))
 
     def split_rng(self, n: int = 1):

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import optax
 
 from rlx import losses, models
+from rlx.models import lora
 from rlx.train.microbatch import map_rows, split_rows
 from rlx.train.state import TrainState
 from rlx.types import Batch
@@ -158,17 +159,23 @@ def make_update(model_cfg, spec: UpdateSpec, optimizer: optax.GradientTransforma
         dens = jax.vmap(lambda m: _denominator(loss_mask_of(m), spec))(mb)
         den_total = jnp.sum(dens)
 
+        # Gradients w.r.t. the trainable params only (a LoRA policy's adapters): the
+        # frozen base is a constant of the loss, so no gradient of it is ever computed.
+        trainable = lora.trainable(state.params)
+
+        def loss_of(tr, x, den, w):
+            return micro_loss(lora.combine(state.params, tr), model_cfg, spec, x, den, w)
+
         def micro(carry, x):
             g_acc, m_acc = carry
-            (_, met), g = jax.value_and_grad(micro_loss, has_aux=True)(
-                state.params, model_cfg, spec, x, den_total, 1.0 / M)
+            (_, met), g = jax.value_and_grad(loss_of, has_aux=True)(trainable, x, den_total, 1.0 / M)
             return (jax.tree.map(jnp.add, g_acc, g), jax.tree.map(jnp.add, m_acc, met)), None
 
         first = jax.tree.map(lambda a: a[0], mb)
         met_shape = jax.eval_shape(lambda p: micro_loss(p, model_cfg, spec, first, den_total, 1.0)[1],
                                    state.params)
         zeros_m = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), met_shape)
-        zeros_g = jax.tree.map(jnp.zeros_like, state.params)
+        zeros_g = jax.tree.map(jnp.zeros_like, trainable)
         (grads, mets), _ = jax.lax.scan(micro, (zeros_g, zeros_m), mb)
         mets = dict(mets)
         mets["grad_norm"] = optax.global_norm(grads)
@@ -204,15 +211,18 @@ def make_update(model_cfg, spec: UpdateSpec, optimizer: optax.GradientTransforma
 def apply_if_finite(state: TrainState, grads, optimizer, ok, mets: dict):
     """One optimizer step if `ok` (loss and gradients finite), else the state unchanged
     (params, optimizer state and step counter) — a non-finite batch never reaches the
-    weights. Adds `update/skipped` (1.0 when skipped) to `mets`."""
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    weights. `grads` are of the trainable params (`rlx.models.lora.trainable`). Adds
+    `update/skipped` (1.0 when skipped) to `mets`."""
+    trainable = lora.trainable(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
+    new = optax.apply_updates(trainable, updates)
 
     def keep(new, old):
         return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
 
     mets = dict(mets, **{"update/skipped": (~ok).astype(jnp.float32)})
-    return state.replace(step=state.step + ok.astype(state.step.dtype), params=keep(params, state.params),
+    return state.replace(step=state.step + ok.astype(state.step.dtype),
+                         params=lora.combine(state.params, keep(new, trainable)),
                          opt_state=keep(opt_state, state.opt_state)), mets
 
 
