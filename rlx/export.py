@@ -20,10 +20,11 @@ def main(argv=None) -> str:
     ap.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
                     help="weights' dtype (default: the checkpoint's)")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    from rlx.train.checkpoint import RestoreError
     from rlx.train.export import export_run
     try:
         out = export_run(a.run_dir, step=a.step, fmt=a.format, out=a.out, dtype=a.dtype)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, RestoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     print(f"exported {a.format} to {out}")

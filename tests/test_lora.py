@@ -192,6 +192,14 @@ def test_lora_config_errors_name_the_key():
     check(["model.lora.rank=8", "model.lora.base_quant=int4"], "model.lora.base_quant")
     check(["checkpoint.export_format=peft"], "checkpoint.export_format")
     check(["model.lora.rank=8", "model.lora.alpha=0"], "model.lora.alpha")
+    c = load_config(QUICKSTART)
+    apply_overrides(c, ["model.lora.rank=8", "model.lora.targets=q,kk"])
+    with pytest.raises(ConfigError, match="unknown: \\['kk'\\]"):
+        validate(c)
+    apply_overrides(c, ["model.lora.rank=0", "model.lora.targets="])
+    validate(c)                                  # targets are not read without adapters
+    with pytest.raises(ValueError, match="lora_base_quant"):
+        models.tiny(V, lora_base_quant="nf4")    # the ModelConfig itself refuses it too
 
 
 # ------------------------------------------------------------------------------ engine
@@ -238,6 +246,41 @@ def test_lora_resume_is_exact_and_checkpoints_hold_adapters(tmp_path):
     assert set(tree["train"]["params"]) == set(lora.TARGETS) and "ref_params" not in tree
     saved = sorted(tuple(np.shape(x)) for x in jax.tree.leaves(tree["train"]["params"]))
     assert saved == sorted(tuple(x.shape) for x in jax.tree.leaves(lora.trainable(full.state.params)))
+
+
+def test_lora_resume_refuses_another_base_and_changes_nothing(tmp_path):
+    # A LoRA checkpoint holds adapters only, so resuming (or exporting) on a base other than
+    # the one they were trained on must fail: here the cached SFT warm start is removed
+    # (the run would retrain it), then altered (same settings, other weights: caught by the
+    # base fingerprint recorded in the checkpoint). Nothing in the run directory changes.
+    from safetensors.numpy import load_file, save_file
+
+    from rlx.export import main as export_main
+    from rlx.train.checkpoint import RestoreError
+    d = tmp_path / "run"
+    c = lora_config(d, "train.steps=2", "checkpoint.interval=1", "data.eval_prompts=0")
+    _run(c, stop_after=1)
+
+    def snapshot():
+        return sorted((str(p.relative_to(d)), p.stat().st_mtime_ns) for p in d.rglob("*") if p.is_file()
+                      and "sft" not in p.parts)
+    before = snapshot()
+    os.rename(d / "sft", tmp_path / "sft")
+    with pytest.raises(RestoreError, match="SFT warm start"):
+        Engine(lora_config(d, "train.steps=2", "checkpoint.interval=1", "data.eval_prompts=0"), resume=True)
+    assert not (d / "sft").exists() and snapshot() == before
+    os.rename(tmp_path / "sft", d / "sft")
+    w = load_file(str(d / "sft" / "model.safetensors"))
+    name = sorted(k for k in w if "up_proj" in k)[0]
+    w[name] = w[name] * np.float32(1.01)
+    save_file(w, str(d / "sft" / "model.safetensors"))
+    with pytest.raises(RestoreError, match="frozen base rebuilt .* differs"):
+        Engine(lora_config(d, "train.steps=2", "checkpoint.interval=1", "data.eval_prompts=0"), resume=True)
+    assert snapshot() == before
+    with pytest.raises(SystemExit):
+        export_main([f"--run-dir={d}", "--step=1", f"--out={tmp_path / 'x'}"])
+    with pytest.raises(ValueError, match="a LoRA run's checkpoint .* export it first"):
+        Engine(lora_config(tmp_path / "new", f"model.init_from={d}", "model.lora.rank=0"))
 
 
 @pytest.mark.parametrize("kind", ["ppo", "spo_chain_cpu", "spo_tree_cpu", "dpo"])

@@ -19,10 +19,10 @@ with (in, out) of each target t in `TARGETS`: q (D | H, Dh), k and v (D | N, Dh)
 o (H, Dh | D), gate and up (D | F), down (F | D) — the base matrix of t is
 [Ly, *in_t, *out_t]. A quantized target is a `qwix.QArray` in place of its base array
 (`qwix.quantize`: NF4 with per-64 blocks along the last input axis, or int8 with one
-scale per output channel; scales in the compute dtype, so a dequantized weight is in
-the compute dtype). Everything outside `lora` is frozen and kept in the compute dtype
-(the forward casts every weight to it anyway, so nothing is lost: no f32 master copy of
-a frozen weight is needed).
+scale per output channel (and per input head for o: `quantize`); scales in the compute
+dtype, so a dequantized weight is in the compute dtype). Everything outside `lora` is
+frozen and kept in the compute dtype (the forward casts every weight to it anyway, so
+nothing is lost: no f32 master copy of a frozen weight is needed).
 
 Initialization follows PEFT (the format rlx exports): A ~ U(-1/sqrt(in), 1/sqrt(in))
 (torch's kaiming_uniform with a = sqrt(5)), B = 0; scaling alpha / r (PEFT's default,
@@ -81,12 +81,15 @@ def validate(cfg) -> None:
     if cfg.lora_sampler not in SAMPLERS:
         raise ValueError(f"ModelConfig.lora_sampler: expected one of {SAMPLERS}, got {cfg.lora_sampler!r}")
     if not r:
+        if cfg.lora_base_quant != "none":
+            raise ValueError("ModelConfig.lora_base_quant: a quantized frozen base needs adapters (lora_rank > 0)")
         return
     if not isinstance(cfg.lora_targets, tuple) or not cfg.lora_targets:
         raise ValueError("ModelConfig.lora_targets: a non-empty tuple of target names is needed with lora_rank > 0")
     bad = [t for t in cfg.lora_targets if t not in TARGETS]
     if bad or len(set(cfg.lora_targets)) != len(cfg.lora_targets):
-        raise ValueError(f"ModelConfig.lora_targets: {list(cfg.lora_targets)} — each of {TARGETS} at most once")
+        raise ValueError(f"ModelConfig.lora_targets: {bad or list(cfg.lora_targets)} — expected each of "
+                         f"{TARGETS} at most once")
     if not (isinstance(cfg.lora_alpha, (int, float)) and cfg.lora_alpha > 0):
         raise ValueError(f"ModelConfig.lora_alpha: must be > 0, got {cfg.lora_alpha!r}")
 

@@ -52,6 +52,8 @@ def _words(x):
         x = jax.random.key_data(x)
     if x.dtype == jnp.bool_:
         return x.astype(jnp.uint32)
+    if x.dtype in (jnp.uint4, jnp.int4):       # 4-bit storage (a QLoRA base): the value is the bits
+        return x.astype(jnp.uint4).astype(jnp.uint32) if x.dtype == jnp.int4 else x.astype(jnp.uint32)
     size = jnp.dtype(x.dtype).itemsize
     if size == 4:
         return jax.lax.bitcast_convert_type(x, jnp.uint32)

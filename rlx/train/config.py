@@ -261,12 +261,15 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
     need(c.model.remat in REMAT_POLICIES, "model.remat", f"must be one of {REMAT_POLICIES}")
     lo = c.model.lora
     need(isinstance(lo.rank, int) and lo.rank >= 0, "model.lora.rank", "must be an int >= 0 (0 = no LoRA)")
-    need(lo.alpha > 0, "model.lora.alpha", "must be > 0")
+    need(isinstance(lo.alpha, (int, float)) and not isinstance(lo.alpha, bool) and lo.alpha > 0,
+         "model.lora.alpha", f"must be a number > 0 (got {lo.alpha!r})")
     from rlx.models import lora as _lora
-    targets = lora_targets(lo.targets)
-    bad = [t for t in targets if t not in _lora.TARGETS]
-    need(targets and not bad and len(set(targets)) == len(targets), "model.lora.targets",
-         f"must be comma-separated names from {','.join(_lora.TARGETS)}, each once (got {lo.targets!r})")
+    if lo.rank > 0:
+        targets = lora_targets(lo.targets)
+        bad = [t for t in targets if t not in _lora.TARGETS]
+        need(targets and not bad and len(set(targets)) == len(targets), "model.lora.targets",
+             f"must be comma-separated names from {','.join(_lora.TARGETS)}, each once "
+             f"(got {lo.targets!r}{f'; unknown: {bad}' if bad else ''})")
     need(lo.base_quant in _lora.QUANTS, "model.lora.base_quant", f"must be one of {_lora.QUANTS}")
     need(lo.base_quant == "none" or lo.rank > 0, "model.lora.base_quant",
          "a quantized (frozen) base needs adapters to train: set model.lora.rank > 0")

@@ -43,7 +43,7 @@ from rlx.train.build import build_model, build_sampler_config, build_tokenizer
 from rlx.train.build import hf_path as build_hf_path
 from rlx.train.checkpoint import CheckpointDamaged, Checkpointer, RestoreError, abstract_like, all_finite
 from rlx.train.compile_cache import setup_compile_cache
-from rlx.train.export import base_is_hf_model, export_policy
+from rlx.train.export import base_is_hf_model, check_lora_base, export_policy, lora_base_meta
 from rlx.train.init_from import load_params
 from rlx.train.metrics import MetricWriter, read_jsonl
 from rlx.train.metrics_rl import rollout_metrics
@@ -116,9 +116,14 @@ class Engine:
         with self.sharding():
             params = jax.device_put(params, progs.base_param_sh)
             if c.sft.steps and make_base:
-                params = sft.warm_start(self, params)
+                params = sft.warm_start(self, params, cached_only=self.lora and self.resume)
             if self.lora:
                 params = progs.attach(params, jax.random.fold_in(k_init, 1))
+        self.base_meta = None
+        if self.lora:                  # which frozen base the adapters are trained on
+            self.base_meta = lora_base_meta(params, self.model_cfg)
+            if self.resume:
+                check_lora_base(self._resume_meta, self.base_meta, "--resume")
         self.spec = progs.spec
         self.optimizer = progs.optimizer
         with self.sharding():
@@ -207,7 +212,7 @@ class Engine:
             raise FloatingPointError(f"step {self.step}: the policy parameters are not finite; refusing to save "
                                      f"them over the good checkpoints in {self.ckpt.directory}")
         meta = {"step": self.step, "config": json.loads(self.config.to_json_best_effort()),
-                "accuracy_before": self.accuracy_before,
+                "accuracy_before": self.accuracy_before, "lora_base": self.base_meta,
                 "carry": None if self.carry is None else {
                     k: v.tolist() for k, v in self.carry.items()}}
         self.ckpt.save(self.step, self._ckpt_tree(), meta)

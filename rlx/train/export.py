@@ -19,7 +19,12 @@ Formats:
           trained on in `out/base` (a QLoRA base dequantized: the weights the adapters
           saw), so the pair reproduces the trained policy.
 Dtype: the checkpoint's own (master weights in `model.param_dtype`; a LoRA policy's base in
-the compute dtype it was held in) unless `--dtype` asks for another.
+the compute dtype it was held in) unless `--dtype` asks for another. A merged LoRA policy
+is computed in float32 (W + s·A·B) and then cast: a bf16 base gives a bf16 model, which —
+as PEFT's `merge_and_unload` in bf16 — rounds deltas below 2^-9 of their weight away;
+`--dtype=float32` or the peft format keeps them. A LoRA export rebuilds the base in the
+dtype the run held it in (recorded in the checkpoint) and checks it against the
+checkpoint's fingerprint of that base.
 
 `python -m rlx.export` rebuilds a saved step from the run directory alone: its
 `config.json`, tokenizer, the cached SFT warm start and the step's checkpoint (a LoRA
@@ -84,9 +89,9 @@ def export_policy(params, model_cfg, tokenizer, sampler, out: str, fmt: str = "m
     base_cfg = lora.base_config(model_cfg)
     os.makedirs(out, exist_ok=True)
     ids = special_ids(tokenizer)
-    if fmt == "merged":
-        merged = lora.merged(params, model_cfg)
-        models.to_hf(merged, base_cfg.replace(param_dtype=_hf_dtype(merged, dtype)), out, extra_config=ids)
+    if fmt == "merged":          # W + s·A·B in float32, then the export's dtype
+        merged = lora.merged(params, model_cfg, jnp.float32)
+        models.to_hf(merged, base_cfg.replace(param_dtype=_hf_dtype(params, dtype)), out, extra_config=ids)
     elif fmt == "peft":
         if not lora.has_adapters(params):
             raise ValueError("export format 'peft' needs a LoRA policy (model.lora.rank > 0); use 'merged'")
@@ -94,8 +99,8 @@ def export_policy(params, model_cfg, tokenizer, sampler, out: str, fmt: str = "m
             base_ref = os.path.abspath(base_hf_path)
         else:
             base_ref = os.path.join(os.path.abspath(out), "base")
-            base = lora.merged(lora.base_of(params), model_cfg)
-            models.to_hf(base, base_cfg.replace(param_dtype=_hf_dtype(base, dtype)), base_ref, extra_config=ids)
+            base = lora.merged(lora.base_of(params), model_cfg, jnp.float32)
+            models.to_hf(base, base_cfg.replace(param_dtype=_hf_dtype(params, dtype)), base_ref, extra_config=ids)
             _write_common(base_ref, tokenizer, sampler)
         hf_lora.to_peft(lora.trainable(params), model_cfg, out, base_model_name_or_path=base_ref,
                         dtype=None if dtype is None else jnp.dtype(dtype))
@@ -103,6 +108,30 @@ def export_policy(params, model_cfg, tokenizer, sampler, out: str, fmt: str = "m
         raise ValueError(f"export format {fmt!r}: expected 'merged' or 'peft'")
     _write_common(out, tokenizer, sampler)
     return out
+
+
+def lora_base_meta(params, model_cfg) -> dict:
+    """What a LoRA checkpoint records of its frozen base (the checkpoint holds adapters
+    only): the compute dtype it was held in and a fingerprint of its arrays
+    (`checkpoint.fingerprint`: per array, the uint32 sum of its raw bits)."""
+    from rlx.train.checkpoint import fingerprint
+    return {"dtype": jnp.dtype(model_cfg.dtype).name, "fingerprint": fingerprint(lora.base_of(params))}
+
+
+def check_lora_base(meta, base_meta: dict, what: str) -> None:
+    """Raises RestoreError when a checkpoint's adapters were trained on another base than
+    the one rebuilt now (a changed model.hf_path / init_from / SFT cache, another compute
+    dtype). Checkpoints without the record (none so far) pass."""
+    saved = (meta or {}).get("lora_base")
+    if not saved or saved == base_meta:
+        return
+    from rlx.train.checkpoint import RestoreError
+    step = (meta or {}).get("step")
+    extra = (f" (held in {saved['dtype']} then, {base_meta['dtype']} now: set --config.model.dtype="
+             f"{saved['dtype']})" if saved.get("dtype") != base_meta["dtype"] else
+             " (model.hf_path, model.init_from or the SFT cache changed?)")
+    raise RestoreError(f"{what}: the frozen base rebuilt for this LoRA run differs from the one the adapters of "
+                       f"checkpoint step {step} were trained on{extra}")
 
 
 def base_is_hf_model(c) -> bool:
@@ -158,6 +187,16 @@ def load_run_policy(run_dir: str, step: int | None = None):
     if step not in steps:
         raise FileNotFoundError(f"--step: {run_dir} has no checkpoint {step} (saved: {steps})")
     tokenizer = build_tokenizer(c, run_dir)
+    meta = {}
+    if c.model.lora.rank > 0:          # the base's compute dtype as the run held it (not this host's "auto")
+        from rlx.train.checkpoint import Checkpointer
+        ck = Checkpointer(os.path.join(run_dir, "checkpoints"), keep=max(len(steps), 1), async_save=False)
+        try:
+            meta = ck.read_meta(step)
+        finally:
+            ck.close()
+        if (meta.get("lora_base") or {}).get("dtype"):
+            c.model.dtype = meta["lora_base"]["dtype"]
     k_init = jax.random.split(jax.random.key(c.seed), 4)[0]        # as the engine derives it
     model_cfg, params = build_model(c, tokenizer, k_init)
     tree = ocp.StandardCheckpointer().restore(os.path.join(run_dir, "checkpoints", str(step), "state"))
@@ -174,6 +213,7 @@ def load_run_policy(run_dir: str, step: int | None = None):
         cached, _ = models.from_hf(cache)
         params = jax.tree.map(lambda x, p: x.astype(p.dtype), cached, params)
     policy = jax.jit(lambda p, k: lora.attach(p, model_cfg, k))(params, jax.random.fold_in(k_init, 1))  # as the engine
+    check_lora_base(meta, lora_base_meta(policy, model_cfg), f"export of {run_dir} step {step}")
     adapters = jax.tree.map(lambda t, x: jnp.asarray(x, t.dtype), lora.trainable(policy), saved)
     return c, model_cfg, tokenizer, lora.combine(policy, adapters), step
 

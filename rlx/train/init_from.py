@@ -52,6 +52,12 @@ def load_params(path: str, template: dict) -> dict:
             loaded = tree["train"]["params"]
         except (KeyError, TypeError):
             raise ValueError(f"config.model.init_from: {step} holds no policy params (train.params)") from None
+        from rlx.models import lora
+        if isinstance(loaded, dict) and loaded and set(loaded) <= set(lora.TARGETS):
+            run = os.path.dirname(os.path.dirname(step))
+            raise ValueError(f"config.model.init_from: {step} is a LoRA run's checkpoint (adapters only, no base); "
+                             f"export it first (python -m rlx.export --run-dir={run}) and point init_from at "
+                             "the exported HF directory")
         where = step
     flat_t = dict(jax.tree_util.tree_flatten_with_path(template)[0])
     flat_l = dict(jax.tree_util.tree_flatten_with_path(loaded)[0])

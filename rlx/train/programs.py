@@ -163,7 +163,8 @@ class Programs:
                 logprobs=jax.jit(make_logprobs_fn(model_cfg, vc, rows)))
         p.init_state = jax.jit(lambda prm, key: TrainState.create(prm, optimizer, key), out_shardings=state_sh)
         if lora.enabled(model_cfg):      # base params -> LoRA policy (frozen base + fresh adapters)
-            p.attach = jax.jit(lambda prm, key: lora.attach(prm, model_cfg, key), out_shardings=param_sh)
+            p.attach = jax.jit(lambda prm, key: lora.attach(prm, model_cfg, key), out_shardings=param_sh,
+                               donate_argnums=(0,))     # the full-precision base is not kept beside it
         if c.rl.estimator in ("spo_chain", "spo_tree"):
             p.logprobs_T = jax.jit(make_logprobs_fn(model_cfg, vc, rows, temperature=c.sampler.temperature or 1.0))
         if c.rl.estimator in CRITIC_ESTIMATORS and not tpref.is_preference(c.rl.loss):

@@ -28,10 +28,16 @@ from rlx.train.programs import shardings_like_params
 
 
 def _settings(c) -> dict:
-    model = {k: v for k, v in dict(c.model).items() if k != "lora"}     # SFT trains the base: adapters are later
-    return {"seed": c.seed, "model": model, "data": {k: (list(v) if isinstance(v, tuple) else v)
-                                                             for k, v in dict(c.data).items()},
-            "sft": dict(c.sft), "sampler": dict(c.sampler)}
+    """What the cached warm start depends on: the config less the LoRA adapters (SFT trains
+    the base; adapters come later) and less the keys a resume may change (`resume.FREE_KEYS`:
+    where and how a run executes, e.g. `model.vocab_chunk`, `sampler.rows_per_call`)."""
+    from rlx.train.resume import _free
+
+    def keep(section):
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(c[section]).items()
+                if k != "lora" and not _free(f"{section}.{k}", ())}
+    return {"seed": c.seed, "model": keep("model"), "data": keep("data"), "sft": dict(c.sft),
+            "sampler": keep("sampler")}
 
 
 def demonstrations(engine, num: int, seed: int):
@@ -52,17 +58,28 @@ def demonstrations(engine, num: int, seed: int):
     return p_tok, p_mask, c_tok, c_mask
 
 
-def warm_start(engine, params):
+def warm_start(engine, params, *, cached_only: bool = False):
+    """The SFT warm start of `params`: the run's cache (`run_dir/sft`) when its settings
+    match, else trained and cached. `cached_only` (a LoRA run resuming: its checkpoints
+    hold adapters trained on this very base) refuses to retrain — and so to overwrite the
+    cache — with a RestoreError."""
     c = engine.config
     cache = os.path.join(engine.run_dir, "sft")
     settings = _settings(c)
     stamp = os.path.join(cache, "rlx_sft.json")
+    why = "it is missing"
     if os.path.exists(stamp):
         with open(stamp) as f:
-            if json.load(f) == json.loads(json.dumps(settings)):
-                cached, _ = models.from_hf(cache)
-                cached = jax.tree.map(lambda x, p: x.astype(p.dtype), cached, params)
-                return jax.device_put(cached, engine.programs.base_param_sh)
+            old = json.load(f)
+        if old == json.loads(json.dumps(settings)):
+            cached, _ = models.from_hf(cache)
+            cached = jax.tree.map(lambda x, p: x.astype(p.dtype), cached, params)
+            return jax.device_put(cached, engine.programs.base_param_sh)
+        why = "it was made with other settings"
+    if cached_only:
+        from rlx.train.checkpoint import RestoreError
+        raise RestoreError(f"--resume: this LoRA run's checkpoints hold adapters trained on the SFT warm start "
+                           f"cached in {cache}, but {why}; restore that directory (or start a new run)")
     progs = engine.programs
     cfg = progs.base_cfg
     opt_sh = shardings_like_params(jax.eval_shape(progs.sft_optimizer.init, params), params, progs.base_param_sh,
