@@ -168,6 +168,30 @@ def test_filters_hand_cases():
     assert np.isinf(np.asarray(sampling.filter_logits(ties, top_k=1)))[0].tolist() == [True, False, False, True]
 
 
+def test_top_p_without_a_sort_matches_the_sorted_rule():
+    # Reference: numpy in float64, each row sorted descending, a token kept iff the mass of
+    # the strictly larger logits is < top_p (ties: one value). Rows with ties, -inf entries
+    # (already filtered) and a peaked row; draws whose masses come within 2e-6 of top_p are
+    # left out (there float32 rounding may decide either way) and counted.
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(64, 300)).astype(np.float32) * rng.uniform(0.5, 4, size=(64, 1)).astype(np.float32)
+    z[:8, :40] = np.round(z[:8, :40])                        # ties
+    z[8:16, ::3] = -np.inf
+    z[16, 0] = 30.0                                          # one token holds all the mass
+    near = 0
+    for top_p in (0.1, 0.5, 0.9, 0.999):
+        got = ~np.isinf(np.asarray(sampling.filter_logits(jnp.asarray(z), top_p=top_p)))
+        for row, g in zip(z.astype(np.float64), got):
+            p = np.exp(row - row.max())
+            p /= p.sum()
+            above = np.array([p[row > v].sum() for v in row])
+            if np.any(np.abs(above[np.isfinite(row)] - top_p) < 2e-6):
+                near += 1
+                continue
+            np.testing.assert_array_equal(g, np.isfinite(row) & (above < top_p))
+    assert near <= 16, near                                  # of 256 row draws (5 seen)
+
+
 def test_categorical_frequencies():
     # Exact probabilities over V = 300 (3 blocks of 128, the last partial), with -inf
     # entries (filtered tokens) that must never be drawn.
