@@ -46,6 +46,8 @@ def get_config() -> ml_collections.ConfigDict:
     #                                      (bfloat16 on TPU/GPU, float32 on CPU) | float32 | bfloat16
     c.model.param_dtype = "float32"      # master weights (optimizer updates) dtype
     c.model.remat = "none"               # backward recompute per layer: none | full | dots_saveable
+    c.model.attention = "auto"           # attention kernels: auto (splash on TPU, cudnn on GPU, xla
+    #                                      on CPU) | xla | cudnn | splash (rlx.models.attention)
     c.model.unroll_layers = False        # unroll the scan over layers (faster backward on CPU)
     c.model.vocab_chunk = -1             # log-probs over vocabulary chunks of this many columns
     #                                      (never [B,T,V] in f32): -1 = auto (8192 when V >= 32768,
@@ -72,6 +74,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.sampler.rows_per_call = 0          # rows (prompts x G) per compiled sampler call: bounds the
     #                                      KV cache to rows_per_call x (prompt + budget) columns;
     #                                      a multiple of rl.group_size (0 = all rows in one call)
+    c.sampler.kv_cache = "dense"         # dense | paged (shared prompt pages; TPU paged-attention
+    #                                      kernel) | ragged (a cache row per slot: XLA on CPU/GPU);
+    #                                      paged / ragged decode with continuous batching
+    c.sampler.slots = 0                  # rows decoding at once (paged / ragged; 0 = all rows)
+    c.sampler.page_size = 16             # tokens per KV page (paged)
 
     # ----------------------------------------------------------------- RL algorithm
     c.rl = ml_collections.ConfigDict()

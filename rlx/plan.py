@@ -26,7 +26,12 @@ Programs: sampler (one `sampler.rows_per_call` chunk of the training groups), sa
 (greedy held-out evaluation), old_logprobs (`rl.recompute_old_logprobs`), ref_logprobs
 (KL / preference), update, critic_values + critic_update (gae / egae), sft_step
 (`sft.steps > 0`), spo_continue + logprobs_T (spo_chain), tree_sampler + logprobs_T
-(spo_tree), pref_ref + pref_update (preference losses).
+(spo_tree), pref_ref + pref_update (preference losses), decode_step (`sampler.kv_cache=paged`:
+one step of the paged decode loop, every slot at half its columns, with bytes accessed per
+generated token against the floor: weights once + the slots' live keys and values).
+
+Attention kernels resolve for the target ("auto": splash attention and the Pallas
+paged-attention kernel on a TPU topology).
 
 Topologies: v5e-N / v5litepod-N and v6e-N (N chips), v4-N and v5p-N (N TensorCores = N/2
 chips, as Google names them), or a libtpu topology name such as `v5e:2x4`. Usable HBM per
@@ -184,6 +189,8 @@ def program_inputs(c, progs, sampler_cfg, eval_cfg):
                                            rows(pc, width, dtype=bool), rows(pc * group), jnp.int32(0))
 
     out = []
+    if sampler_cfg.kv_cache == "paged":
+        out.append(("decode_step", decode_step_lowering(progs, sampler_cfg, G, P)))
     pref = tpref.is_preference(c.rl.loss)
     if c.rl.estimator == "spo_tree":
         out.append(("tree_sampler", lambda: stree._sample_tree.lower(
@@ -240,6 +247,66 @@ def program_inputs(c, progs, sampler_cfg, eval_cfg):
     if progs.values is not None:
         out.append(("critic_update", lambda: progs.critic_update.lower(cstate, key, batch, f, f)))
     return out
+
+
+def decode_step_lowering(progs, scfg, G: int, P: int, live_frac: float = 0.5):
+    """One paged decode step of the sampler's slots (the body of its decode loop), on a
+    pool of the run's size; every slot live at `live_frac` of its prompt + budget columns
+    (`decode_step_minimum` is the matching floor)."""
+    import jax
+    import jax.numpy as jnp
+
+    from rlx import parallel
+    from rlx.models import paged
+    from rlx.models.cache import decode_params
+    from rlx.sampling.continuous import batch_shards, layout
+    from rlx.train.programs import abstract_params
+
+    mesh, cfg = progs.mesh, progs.model_cfg
+    Lp = scfg.max_prompt_len
+    R = scfg.rows_per_call or P * G
+    Pc = R // G
+    with progs.sharding():
+        D = batch_shards(Pc)
+    lay = layout(scfg, Pc, G, Lp, D)
+    S = lay.slots * D
+    params = _with(abstract_params(cfg), progs.param_sh)
+    pool_abs = jax.eval_shape(lambda: paged.init_pool(cfg, lay.num_pages, lay.page_size, shards=D))
+    pool_sh = parallel.tree_shardings(pool_abs, {n: [paged.SHARDED_POOL_AXES] * cfg.num_layers for n in ("k", "v")},
+                                      mesh, progs.rules)
+    pool = _with(pool_abs, pool_sh)
+    length = int(live_frac * (Lp + scfg.max_new_tokens))
+
+    def rows(*shape, dtype=jnp.int32):
+        return _sds(shape, dtype, parallel.batch_sharding(mesh, len(shape), shape[0]))
+
+    def step(dp, pool, tok, table):
+        return paged.paged_decode_step(dp, cfg, tok, table, jnp.full(tok.shape, length, jnp.int32), pool)
+
+    def lower():
+        # The loop's params are prepared once per call (`decode_params`), outside the step:
+        # the step takes them with the shardings that preparation produces.
+        with progs.sharding():
+            prep = jax.jit(lambda p: decode_params(p, cfg)).lower(params).compile()
+        dp = _with(jax.eval_shape(lambda p: decode_params(p, cfg), params), prep.output_shardings)
+        return jax.jit(step, donate_argnums=(1,)).lower(dp, pool, rows(S), rows(S, lay.table_width))
+
+    return lower
+
+
+def decode_step_minimum(cfg, scfg, G: int, P: int, chips: int, live_frac: float = 0.5) -> tuple[float, int]:
+    """(bytes a decode step must read per chip, tokens it generates): the weights once
+    (in the compute dtype, over `chips`) plus every slot's live keys and values."""
+    import jax.numpy as jnp
+
+    from rlx.sampling.continuous import layout
+    R = scfg.rows_per_call or P * G
+    lay = layout(scfg, R // G, G, scfg.max_prompt_len, 1)
+    S = lay.slots
+    length = int(live_frac * (scfg.max_prompt_len + scfg.max_new_tokens))
+    item = jnp.dtype(cfg.dtype).itemsize
+    kv = S * length * cfg.num_layers * 2 * cfg.num_kv_heads * cfg.head_dim * item
+    return (cfg.num_params * item + kv) / chips, S
 
 
 def _state(progs, params_abs):
@@ -340,8 +407,10 @@ def plan(config, topology: str = "", *, only: tuple[str, ...] = (), hbm_gib: flo
 
 
 def _compile_all(c, progs, scfg, ecfg, topo, only, log) -> list[ProgramPlan]:
+    from rlx.models import attention
+
     plans = []
-    with progs.sharding():
+    with progs.sharding(), attention.target_platform(topo.platform):
         for name, lower in program_inputs(c, progs, scfg, ecfg):
             if only and name not in only:
                 continue
@@ -351,6 +420,11 @@ def _compile_all(c, progs, scfg, ecfg, topo, only, log) -> list[ProgramPlan]:
                 log(f"{name:<15} compile error: {pp.error}")
                 continue
             flag = "" if pp.peak <= topo.hbm_bytes else "  > HBM"
+            if name == "decode_step" and pp.bytes_accessed:
+                need, toks = decode_step_minimum(progs.model_cfg, scfg, c.rl.group_size, c.rl.prompts_per_step,
+                                                 len(topo.devices))
+                flag += (f"  bytes/token {pp.bytes_accessed * len(topo.devices) / toks / 1e6:.2f} MB vs minimum "
+                         f"{need * len(topo.devices) / toks / 1e6:.2f} MB: {pp.bytes_accessed / need:.2f}x")
             log(f"{name:<15}{pp.args / GiB:>9.2f}{pp.out / GiB:>9.2f}{pp.temp / GiB:>9.2f}{pp.peak / GiB:>10.2f}"
                 f"{pp.flops / 1e12:>9.2f}{pp.bytes_accessed / 1e9:>9.1f}{pp.compile_s:>11.1f}{flag}"
                 + (" (compiler: CompileTimeHbmOom)" if pp.oom_bytes else ""))

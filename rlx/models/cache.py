@@ -32,12 +32,10 @@ from rlx.models import lora
 from rlx.models.config import ModelConfig
 from rlx.models.transformer import (
     NEG_INF,
-    causal_mask,
     core,
     embed_tokens,
     finish_layer,
     logits_from_hidden,
-    masked_attention,
     padding_positions,
     param_logical_axes,
     project_qkv,
@@ -139,24 +137,54 @@ def _merged_decode_params(params, cfg: ModelConfig) -> dict:
     return {**rest, "layers": layers}
 
 
+def prefill_kv(params, cfg: ModelConfig, tokens_BL, mask_BL):
+    """The prompt forward of a sampler: (float32 logits of the next token [B, V], keys
+    and values [Ly, B, L, N, Dh] of every column, position of the next token [B] =
+    number of real prompt tokens). Prompts are left-padded; attention through
+    `cfg.attention`'s kernel."""
+    from rlx.models import attention
+
+    mask = mask_BL.astype(bool)
+    h, (k, v) = core(params, cfg, tokens_BL, padding_positions(mask), attention.causal(cfg, mask), return_kv=True)
+    return logits_from_hidden(params, cfg, h[:, -1]), k, v, jnp.sum(mask, axis=1, dtype=jnp.int32)
+
+
 def prefill(params, cfg: ModelConfig, tokens_BL, mask_BL, cache):
     """Runs the left-padded prompts and writes their keys/values into columns [0, L).
 
     Returns (float32 logits of the next token [B, V], cache, position of the next
     token [B] = number of real prompt tokens).
     """
-    mask = mask_BL.astype(bool)
     L = tokens_BL.shape[1]
     S = cache["v"][0].shape[2]
     if L > S:
         raise ValueError(f"prefill: {L} prompt columns do not fit a cache of length {S}")
-    h, kv = core(params, cfg, tokens_BL, padding_positions(mask), masked_attention(causal_mask(mask)),
-                 return_kv=True)
-    k, v = kv                                                  # [Ly, B, L, N, Dh]
+    logits, k, v, pos = prefill_kv(params, cfg, tokens_BL, mask_BL)       # [Ly, B, L, N, Dh]
     k, v = k.transpose(0, 1, 3, 4, 2), v.transpose(0, 1, 3, 2, 4)
     new = {n: [constrain(jax.lax.dynamic_update_slice(c, x[i].astype(c.dtype), (0, 0, 0, 0)), _AXES[n])
                for i, c in enumerate(cache[n])] for n, x in (("k", k), ("v", v))}
-    return logits_from_hidden(params, cfg, h[:, -1]), new, jnp.sum(mask, axis=1, dtype=jnp.int32)
+    return logits, new, pos
+
+
+def decode_layers(params, cfg: ModelConfig, token_B, position_B, attend_layer):
+    """The single-token decode forward shared by the dense and paged caches: embeds one
+    token per row at RoPE position `position`, and per layer i calls
+    `attend_layer(i, q [B, N, g, Dh], k [B, 1, N, Dh], v [B, 1, N, Dh])`, which stores
+    the new key/value in its cache and returns the attention output [B, N, g, Dh].
+    Returns float32 next-token logits [B, V]."""
+    dp = decode_params(params, cfg)
+    inv_freq = rope_inv_freq(cfg)
+    B = token_B.shape[0]
+    N, Dh = cfg.num_kv_heads, cfg.head_dim
+    g = cfg.num_heads // N
+    x = embed_tokens(dp, cfg, token_B[:, None])                               # [B, 1, D]
+    pos = position_B[:, None]
+    for i, lp in enumerate(dp["layers"]):
+        q, k, v = project_qkv(cfg, lp, x, pos, inv_freq)                      # [B, 1, H|N, Dh]
+        att = attend_layer(i, q.reshape(B, N, g, Dh), k, v)                   # [B, N, g, Dh]
+        x = finish_layer(cfg, lp, x, att.reshape(B, 1, N * g, Dh))
+    h = rms_norm(x[:, 0], dp["final_norm"], cfg.rms_norm_eps)
+    return logits_from_hidden(dp, cfg, h)
 
 
 def decode_step(params, cfg: ModelConfig, token_B, position_B, cache, key_mask_BS, col):
@@ -166,25 +194,18 @@ def decode_step(params, cfg: ModelConfig, token_B, position_B, cache, key_mask_B
 
     Returns (float32 next-token logits [B, V], cache).
     """
-    dp = decode_params(params, cfg)
-    inv_freq = rope_inv_freq(cfg)
-    B = token_B.shape[0]
-    N, Dh = cfg.num_kv_heads, cfg.head_dim
-    g = cfg.num_heads // N
-    x = embed_tokens(dp, cfg, token_B[:, None])                               # [B, 1, D]
-    pos = position_B[:, None]
     ks, vs = list(cache["k"]), list(cache["v"])
     key_mask = key_mask_BS.astype(bool)
-    for i, lp in enumerate(dp["layers"]):
-        q, k, v = project_qkv(cfg, lp, x, pos, inv_freq)                      # [B, 1, H|N, Dh]
+
+    def layer(i, q, k, v):
         ks[i] = constrain(jax.lax.dynamic_update_slice(ks[i], k.transpose(0, 2, 3, 1).astype(ks[i].dtype),
                                                        (0, 0, 0, col)), K_AXES)
         vs[i] = constrain(jax.lax.dynamic_update_slice(vs[i], v.transpose(0, 2, 1, 3).astype(vs[i].dtype),
                                                        (0, 0, col, 0)), V_AXES)
-        att = attend_decode(q.reshape(B, N, g, Dh), ks[i], vs[i], key_mask)   # [B, N, g, Dh]
-        x = finish_layer(cfg, lp, x, att.reshape(B, 1, N * g, Dh))
-    h = rms_norm(x[:, 0], dp["final_norm"], cfg.rms_norm_eps)
-    return logits_from_hidden(dp, cfg, h), {"k": ks, "v": vs}
+        return attend_decode(q, ks[i], vs[i], key_mask)
+
+    logits = decode_layers(params, cfg, token_B, position_B, layer)
+    return logits, {"k": ks, "v": vs}
 
 
 def repeat_rows(tree, n: int, axis: int = 0):

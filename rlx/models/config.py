@@ -25,6 +25,8 @@ def _dtype_name(d) -> str:
             return k
     raise ValueError(f"unsupported dtype {d!r}; expected one of {sorted(_DTYPE_NAMES)}")
 
+ATTENTION_IMPLS = ("auto", "xla", "cudnn", "splash")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -51,6 +53,12 @@ class ModelConfig:
       `lora.TARGETS`; the deltas are scaled by alpha / rank; `lora_base_quant` ("none",
       "int8", "nf4") stores the frozen target matrices quantized (qwix); `lora_sampler`
       ("adapters", the default, or "merge") says how the decoder applies the adapters.
+    attention: the attention kernels (`ATTENTION_IMPLS`; `rlx.models.attention`): "xla"
+      (the reference einsum with an explicit mask; every backend), "cudnn" (GPU flash
+      attention through `jax.nn.dot_product_attention`), "splash" (TPU: Pallas splash
+      attention for training / prefill and the Pallas paged-attention kernel for paged
+      decode), or "auto" (the default: splash on TPU, cudnn on GPU, xla on CPU). Layouts
+      no kernel mask expresses (shared-prefix, tree) always use "xla".
     """
     vocab_size: int
     hidden_size: int
@@ -76,6 +84,7 @@ class ModelConfig:
     lora_targets: tuple = ()
     lora_base_quant: str = "none"
     lora_sampler: str = "adapters"
+    attention: str = "auto"
 
     def __post_init__(self):
         for f in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
@@ -113,6 +122,8 @@ class ModelConfig:
         for f in ("tie_embeddings", "qkv_bias", "qk_norm", "unroll_layers"):
             if not isinstance(getattr(self, f), bool):
                 raise ValueError(f"ModelConfig.{f}: expected a bool, got {getattr(self, f)!r}")
+        if self.attention not in ATTENTION_IMPLS:
+            raise ValueError(f"ModelConfig.attention: expected one of {ATTENTION_IMPLS}, got {self.attention!r}")
         from rlx.models.lora import validate
         validate(self)
 

@@ -291,14 +291,18 @@ def _check_tokens(name: str, tokens_BL, *others):
 
 def hidden_states(params, cfg: ModelConfig, tokens_BL, *, positions_BL=None, attention_mask_BL=None):
     """Final-norm hidden states [B, L, D] (cfg.dtype). `attention_mask` marks real
-    tokens (default all); positions default to cumsum(mask) − 1 (left padding)."""
+    tokens (default all); positions default to cumsum(mask) − 1 (left padding).
+    Attention: causal among real tokens through `cfg.attention`'s kernel
+    (`rlx.models.attention`)."""
     _check_tokens("hidden_states", tokens_BL, ("positions_BL", positions_BL),
                   ("attention_mask_BL", attention_mask_BL))
     if attention_mask_BL is None:
         attention_mask_BL = jnp.ones(tokens_BL.shape, bool)
     if positions_BL is None:
         positions_BL = padding_positions(attention_mask_BL)
-    h, _ = core(params, cfg, tokens_BL, positions_BL, masked_attention(causal_mask(attention_mask_BL)))
+    from rlx.models import attention
+
+    h, _ = core(params, cfg, tokens_BL, positions_BL, attention.causal(cfg, attention_mask_BL))
     return h
 
 

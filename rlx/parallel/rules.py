@@ -144,6 +144,12 @@ class use_rules:
         return False
 
 
+def active():
+    """The (mesh, rules) of the innermost `use_rules`, or None (kernels that need a
+    `shard_map` read it)."""
+    return _ACTIVE[-1] if _ACTIVE else None
+
+
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
     """`with_sharding_constraint` by logical names under `use_rules`; identity otherwise."""
     if not _ACTIVE:

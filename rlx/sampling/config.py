@@ -8,6 +8,8 @@ from typing import Any
 import flax.struct
 import jax
 
+KV_CACHES = ("dense", "paged", "ragged")
+
 
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:
@@ -25,6 +27,18 @@ class SamplerConfig:
     rows_per_call: rows (prompts x samples) per compiled sampler call; a call with more
       rows runs in chunks of whole prompts (the KV cache holds rows_per_call rows), with
       the same samples (randomness is per row). 0 = all rows in one call.
+    kv_cache: "dense" (every row holds prompt + budget columns; the G samples of a
+      prompt copy its cache; every row decodes until the slowest is done), or continuous
+      batching (`rlx.sampling.continuous`: `slots` rows decode at once, a finished slot
+      takes the next request) over "paged" KV (a page pool; the G samples share their
+      prompt's pages; on TPU the Pallas paged-attention kernel) or "ragged" KV (a cache
+      row per slot, the prompt copied into it when the slot takes a request; attention
+      in place: the fast layout for XLA on CPU / GPU). Same samples for the same key
+      whatever the layout or slot count (tested). Tree sampling (`sample_tree`) always
+      uses the dense cache.
+    slots: rows decoded at once by the paged sampler (0 = all rows of the call: no
+      refills). Fewer slots than rows pays off when lengths are long-tailed.
+    page_size: tokens per KV page of the paged sampler.
     """
     max_prompt_len: int
     max_new_tokens: int
@@ -34,6 +48,9 @@ class SamplerConfig:
     stop_ids: tuple[int, ...] = ()
     pad_id: int = 0
     rows_per_call: int = 0
+    kv_cache: str = "dense"
+    slots: int = 0
+    page_size: int = 16
 
     def __post_init__(self):
         for f in ("max_prompt_len", "max_new_tokens"):
@@ -56,6 +73,15 @@ class SamplerConfig:
             raise ValueError(f"SamplerConfig.pad_id: must be an int >= 0, got {self.pad_id!r}")
         if not isinstance(self.rows_per_call, int) or self.rows_per_call < 0:
             raise ValueError(f"SamplerConfig.rows_per_call: must be an int >= 0, got {self.rows_per_call!r}")
+        if self.kv_cache not in KV_CACHES:
+            raise ValueError(f"SamplerConfig.kv_cache: expected one of {KV_CACHES}, got {self.kv_cache!r}")
+        for f in ("slots", "page_size"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < (1 if f == "page_size" else 0):
+                raise ValueError(f"SamplerConfig.{f}: expected an int >= {1 if f == 'page_size' else 0}, got {v!r}")
+        if self.slots and self.kv_cache == "dense":
+            raise ValueError(f"SamplerConfig.slots={self.slots}: continuous batching needs kv_cache='paged' or "
+                             "'ragged'")
         object.__setattr__(self, "stop_ids", stops)
         object.__setattr__(self, "temperature", float(self.temperature))
         object.__setattr__(self, "top_p", float(self.top_p))

@@ -153,7 +153,11 @@ def decode(params, cfg: ModelConfig, scfg: SamplerConfig, ds: DecodeState, keys_
 def _generate(params, cfg: ModelConfig, scfg: SamplerConfig, group_size: int, key, prompt_tokens,
               prompt_mask, budget_B, row0):
     """One compiled sampler call: G samples of each prompt; rows are numbered from `row0`
-    (an int32 scalar: the call's first global row id)."""
+    (an int32 scalar: the call's first global row id). `scfg.kv_cache` "paged" or
+    "ragged": continuous batching (`rlx.sampling.continuous`), same samples."""
+    if scfg.kv_cache != "dense":
+        from rlx.sampling.continuous import generate_paged
+        return generate_paged(params, cfg, scfg, group_size, key, prompt_tokens, prompt_mask, budget_B, row0)
     T = scfg.max_new_tokens
     Lp = prompt_tokens.shape[1]
     B = prompt_tokens.shape[0] * group_size

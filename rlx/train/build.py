@@ -43,7 +43,7 @@ def _numerics(c, cfg: models.ModelConfig, platform: str | None) -> models.ModelC
                        remat=m.remat, unroll_layers=bool(m.unroll_layers),
                        lora_rank=int(lo.rank), lora_alpha=float(lo.alpha) if lo.rank else 0.0,
                        lora_targets=lora_targets(lo.targets) if lo.rank else (),
-                       lora_base_quant=lo.base_quant, lora_sampler=lo.sampler)
+                       lora_base_quant=lo.base_quant, lora_sampler=lo.sampler, attention=m.attention)
 
 
 def _from_fields(c, vocab_size: int) -> models.ModelConfig:
@@ -140,4 +140,5 @@ def sampler_config(c, *, stop_ids=(), pad_id: int = 0, greedy: bool = False) -> 
         max_prompt_len=int(s.max_prompt_len), max_new_tokens=int(s.max_new_tokens),
         temperature=0.0 if greedy else float(s.temperature), top_k=0 if greedy else int(s.top_k),
         top_p=1.0 if greedy else float(s.top_p), stop_ids=tuple(stop_ids), pad_id=int(pad_id),
-        rows_per_call=int(s.rows_per_call))
+        rows_per_call=int(s.rows_per_call), kv_cache=str(s.kv_cache), slots=int(s.slots),
+        page_size=int(s.page_size))
