@@ -101,7 +101,7 @@ def test_prompt_pages_are_shared_not_repeated(model):
     # Hand count: Lp 11, pages of 4 -> 3 pages per prompt; T 12 -> 3 + 1 own pages per slot.
     lay = continuous.layout(BASE.replace(kv_cache="paged", slots=5, page_size=4), 3, 4, 11)
     assert lay == continuous.Layout(slots=5, page_size=4, prompt_pages=3, own_pages=4, table_width=7,
-                                    num_pages=1 + 3 * 3 + 5 * 4, shards=1)
+                                    num_pages=1 + 3 * 3 + 5 * 4, shards=1, prompts=3)
     for G in (2, 8, 64):                    # the pool does not grow with G (only slots own pages)
         assert continuous.layout(BASE.replace(kv_cache="paged", slots=5, page_size=4), 3, G, 11).num_pages == 30
     # Page tables of slots serving samples of the same prompt: same prompt pages, own tail.

@@ -52,6 +52,7 @@ class Layout(NamedTuple):
     table_width: int
     num_pages: int
     shards: int = 1
+    prompts: int = 0             # prompts per shard
 
 
 def layout(scfg: SamplerConfig, num_prompts: int, group_size: int, prompt_len: int, shards: int = 1) -> Layout:
@@ -64,7 +65,7 @@ def layout(scfg: SamplerConfig, num_prompts: int, group_size: int, prompt_len: i
     ps = scfg.page_size
     n_p = -(-prompt_len // ps)
     n_o = -(-scfg.max_new_tokens // ps) + 1
-    return Layout(Sd, ps, n_p, n_o, n_p + n_o, 1 + Pd * n_p + Sd * n_o, shards)
+    return Layout(Sd, ps, n_p, n_o, n_p + n_o, 1 + Pd * n_p + Sd * n_o, shards, Pd)
 
 
 def batch_shards(num_prompts: int) -> int:
@@ -123,7 +124,7 @@ def _start_rows(kind: str, lay: Layout, kv: dict, take_DS, p_local_DS, p_DS, ple
                                                                                   kv["prompt"]["v"])]}
         return {**kv, "cache": cache}
     ps, n_p, n_o, M = lay.page_size, lay.prompt_pages, lay.own_pages, lay.table_width
-    Pd = (lay.num_pages - 1 - Sd * n_o) // n_p
+    Pd = lay.prompts
     full = (plen_DS // ps)[..., None]                                        # whole prompt pages
     j = jnp.arange(M)[None, None, :]
     own0 = (1 + Pd * n_p + jnp.arange(Sd) * n_o)[None, :, None]              # the slot's first page
