@@ -59,3 +59,22 @@ def test_failures_score_the_tasks_minimum():
     r, comps, st = rw.score("knights_knaves", [None], [{}])          # not a string: a failure
     assert st.errors == 1 and r[0] == -3.0 and list(comps[:, 0]) == [-1.0, -2.0]
     assert rw.get_task("arithmetic").failure == (0.0, 0.0)
+
+
+def test_worker_start_up_does_not_count_against_the_deadline():
+    # Each fresh worker spends 2 s importing the checker's module (tests/helpers/slow_import)
+    # before it can score; the deadline is 0.5 s per completion. Start-up is not the
+    # completion's time: all 8 score normally. (When the deadline ran from sending, every
+    # chunk's first completion timed out, its worker was replaced, and the replacement
+    # paid the import again.)
+    from rlx.rewards.components import TaskSpec
+    from rlx.rewards.pool import CheckerPool
+    from tests.helpers import slow_import
+
+    spec = TaskSpec("slow_import", slow_import.echo, ("answer",), (1.0,))
+    pool = CheckerPool(2)
+    try:
+        out = pool.run(spec, [str(i) for i in range(8)], [{}] * 8, time_limit_s=0.5)
+    finally:
+        pool.close()
+    assert out == [("ok", [float(i)]) for i in range(8)]

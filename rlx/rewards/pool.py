@@ -6,7 +6,10 @@ that catches exceptions swallows it, and a single long C call (one regex match) 
 interrupted. A worker process that overruns its deadline is killed (SIGKILL) and
 replaced, whatever it was doing; its completion is a timeout. Several workers score
 completions in parallel, so hung completions cost one deadline per worker round, not
-one each.
+one each. The deadline runs from the moment a worker has the chunk in hand: a worker
+acknowledges each chunk once it has unpickled it, so process start-up and importing the
+checker's module (seconds on a loaded machine) never count against a completion; a
+worker that does not acknowledge within `STARTUP_S` is killed like a hung one.
 
 Workers come from a `forkserver` (a clean, single-threaded process that has imported
 `rlx.rewards`; the engine's own process has XLA threads, which `fork` must not copy).
@@ -28,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from multiprocessing.connection import wait
 
 _CTX = None
+STARTUP_S = 60.0      # a worker must start and unpickle its chunk within this (or the deadline, if longer)
 
 
 def _context():
@@ -49,6 +53,7 @@ def _worker(conn) -> None:
         if msg is None:
             return
         ids, spec, texts, examples = msg
+        conn.send((None, "start", None))                        # the completions' deadlines start now
         for i, text, example in zip(ids, texts, examples):     # one reply per completion, as it is scored
             try:
                 reply = (i, "ok", [float(v) for v in spec.checker(text, example)])
@@ -65,6 +70,7 @@ class _Proc:
         child.close()
         self.task: list[int] = []
         self.started = 0.0
+        self.acked = False      # the worker has unpickled its chunk (its deadlines run from then)
 
     def kill(self) -> None:
         self.proc.kill()
@@ -102,7 +108,8 @@ class CheckerPool:
 
         Completions go to the workers in chunks (one message per chunk); a worker replies
         per completion as it finishes it, and each completion has `time_limit_s` from the
-        previous reply. A worker past that deadline is killed and replaced: the completion
+        previous reply (the first from the worker's acknowledgement of the chunk, so start-up
+        is not charged to a completion). A worker past that deadline is killed and replaced: the completion
         it was on is a timeout, the rest of its chunk goes back in the queue."""
         self._ensure()
         N = len(texts)
@@ -122,11 +129,11 @@ class CheckerPool:
                     todo.append(ids)
                     idle.append(self._replace(p))
                     continue
-                p.task, p.started = list(ids), time.perf_counter()
+                p.task, p.started, p.acked = list(ids), time.perf_counter(), False
                 busy.append(p)
             timeout = None
             if limit is not None:
-                timeout = max(0.0, min(p.started + limit for p in busy) - time.perf_counter())
+                timeout = max(0.0, min(p.started + self._budget(p, limit) for p in busy) - time.perf_counter())
             ready = wait([p.conn for p in busy], timeout)
             for p in list(busy):
                 now = time.perf_counter()
@@ -137,6 +144,9 @@ class CheckerPool:
                         out[p.task[0]] = ("error", "checker process died")
                         self._requeue(p, busy, idle, todo)
                         continue
+                    if status == "start":
+                        p.started, p.acked = now, True
+                        continue
                     late = limit is not None and now - p.started > limit
                     out[i] = ("timeout", f"checker exceeded {limit:g} s") if late else (status, value)
                     p.task.remove(i)
@@ -144,10 +154,16 @@ class CheckerPool:
                     if not p.task:
                         busy.remove(p)
                         idle.append(p)
-                elif limit is not None and now - p.started >= limit:
-                    out[p.task[0]] = ("timeout", f"checker exceeded {limit:g} s (worker killed)")
+                elif limit is not None and now - p.started >= self._budget(p, limit):
+                    out[p.task[0]] = (("timeout", f"checker exceeded {limit:g} s (worker killed)") if p.acked else
+                                      ("timeout", f"checker worker did not start within {self._budget(p, limit):g} s "
+                                                  "(worker killed)"))
                     self._requeue(p, busy, idle, todo)
         return out
+
+    @staticmethod
+    def _budget(p: _Proc, limit: float) -> float:
+        return limit if p.acked else max(limit, STARTUP_S)
 
     def _requeue(self, p: _Proc, busy, idle, todo) -> None:
         """Replaces a worker that hung or died on the first completion of its chunk; the
