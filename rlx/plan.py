@@ -332,7 +332,9 @@ _OOM = re.compile(r"CompileTimeHbmOom.*?\(([\d.]+)([KMGT]?)\)\s*exceeds availabl
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-def compile_one(name: str, lower) -> ProgramPlan:
+def compile_one(name: str, lower, dump_hlo: str = "") -> ProgramPlan:
+    """Compiles one program and reads its memory and cost; `dump_hlo` = a directory to
+    write the optimized HLO to (`<name>.hlo.txt`)."""
     pp = ProgramPlan(name)
     t0 = time.perf_counter()
     try:
@@ -346,6 +348,10 @@ def compile_one(name: str, lower) -> ProgramPlan:
         pp.compile_s = time.perf_counter() - t0
         return pp
     pp.compile_s = time.perf_counter() - t0
+    if dump_hlo:
+        os.makedirs(dump_hlo, exist_ok=True)
+        with open(os.path.join(dump_hlo, f"{name}.hlo.txt"), "w") as f:
+            f.write(compiled.as_text())
     mem = compiled.memory_analysis()
     if mem is not None:
         pp.args, pp.out = float(mem.argument_size_in_bytes), float(mem.output_size_in_bytes)
@@ -355,10 +361,11 @@ def compile_one(name: str, lower) -> ProgramPlan:
 
 
 def plan(config, topology: str = "", *, only: tuple[str, ...] = (), hbm_gib: float = 0.0,
-         log=print) -> tuple[bool, list[ProgramPlan], Topology]:
+         dump_hlo: str = "", log=print) -> tuple[bool, list[ProgramPlan], Topology]:
     """Compiles the config's programs for `topology`; returns (fits, per-program plans,
     topology). `hbm_gib` > 0 replaces the per-chip memory the verdict compares with (a
-    what-if: e.g. a 24 GiB GPU planned on this machine's devices)."""
+    what-if: e.g. a 24 GiB GPU planned on this machine's devices); `dump_hlo` = a
+    directory for each program's optimized HLO text."""
     import jax
     import jax.numpy as jnp
 
@@ -391,7 +398,7 @@ def plan(config, topology: str = "", *, only: tuple[str, ...] = (), hbm_gib: flo
     if topo.platform == "tpu":
         jax.config.update("jax_enable_compilation_cache", False)
     try:
-        plans = _compile_all(c, progs, scfg, ecfg, topo, only, log)
+        plans = _compile_all(c, progs, scfg, ecfg, topo, only, log, dump_hlo)
     finally:
         jax.config.update("jax_enable_compilation_cache", cache_was)
     over = [p for p in plans if p.error or p.peak > topo.hbm_bytes]
@@ -406,7 +413,7 @@ def plan(config, topology: str = "", *, only: tuple[str, ...] = (), hbm_gib: flo
     return False, plans, topo
 
 
-def _compile_all(c, progs, scfg, ecfg, topo, only, log) -> list[ProgramPlan]:
+def _compile_all(c, progs, scfg, ecfg, topo, only, log, dump_hlo="") -> list[ProgramPlan]:
     from rlx.models import attention
 
     plans = []
@@ -414,7 +421,7 @@ def _compile_all(c, progs, scfg, ecfg, topo, only, log) -> list[ProgramPlan]:
         for name, lower in program_inputs(c, progs, scfg, ecfg):
             if only and name not in only:
                 continue
-            pp = compile_one(name, lower)
+            pp = compile_one(name, lower, dump_hlo)
             plans.append(pp)
             if pp.error and not pp.oom_bytes:
                 log(f"{name:<15} compile error: {pp.error}")
@@ -437,12 +444,14 @@ def _count(n: int) -> str:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    topology, only, hbm, rest = "", (), 0.0, []
+    topology, only, hbm, dump, rest = "", (), 0.0, "", []
     for a in argv:
         if a.startswith("--topology="):
             topology = a.split("=", 1)[1]
         elif a.startswith("--hbm-gib="):
             hbm = float(a.split("=", 1)[1])
+        elif a.startswith("--dump-hlo="):
+            dump = a.split("=", 1)[1]
         elif a.startswith("--only="):
             only = tuple(x for x in a.split("=", 1)[1].split(",") if x)
         else:
@@ -452,7 +461,7 @@ def main(argv=None) -> int:
     bad = [a for a in rest if not (a.startswith("--config=") or a.startswith("--config."))]
     if path is None or bad:
         print("usage: python -m rlx.plan --config=PATH [--topology=local|v5e-8|v4-8|v5p-16|...] "
-              "[--only=update,...] [--hbm-gib=X] [--config.<key>=<value> ...]", file=sys.stderr)
+              "[--only=update,...] [--hbm-gib=X] [--dump-hlo=DIR] [--config.<key>=<value> ...]", file=sys.stderr)
         return 2
     try:
         config = load_config(path)
@@ -465,7 +474,7 @@ def main(argv=None) -> int:
     if topology != "local":
         import jax
         jax.config.update("jax_platforms", "cpu")    # compile-only: the host's own TPU (if any) is not used
-    ok, _, _ = plan(config, topology, only=only, hbm_gib=hbm)
+    ok, _, _ = plan(config, topology, only=only, hbm_gib=hbm, dump_hlo=dump)
     return 0 if ok else 1
 
 

@@ -83,9 +83,11 @@ def test_eight_devices_equal_one_device(tmp_path, devices8, shape, rules):
             if k in a:
                 assert abs(a[k] - b[k]) <= tol * max(1.0, abs(a[k])), (k, a[k], b[k])
     # Params after 2 Adam steps (lr 2e-4): Adam's m / sqrt(v) turns a rounding-level
-    # difference in a near-zero gradient into up to one lr per step, so the bound is 2 lr.
+    # difference in a near-zero gradient into a step of either sign of up to one lr
+    # (|m^ / sqrt(v^)| <= 1.0014 at steps 1 and 2, by Cauchy-Schwarz on the bias-corrected
+    # moments), so two runs can be 2 lr apart per step: the bound is 4 lr.
     for a, b in zip(jax.tree.leaves(one.state.params), jax.tree.leaves(many.state.params)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=4e-4, rtol=0)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=8.1e-4, rtol=0)
 
 
 def test_update_compiles_once(tmp_path):

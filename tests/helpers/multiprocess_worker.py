@@ -15,7 +15,7 @@ MP_OVERRIDES = ("train.steps=4", "checkpoint.interval=2", "mesh.shape=(2, 4, 1)"
 
 
 def main(pid: int, port: str, run_dir: str) -> None:
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4 --xla_llvm_disable_expensive_passes=true"
     os.environ["JAX_PLATFORMS"] = "cpu"
     os.environ["RLX_COORDINATOR"] = f"127.0.0.1:{port}"
     os.environ["RLX_NUM_PROCESSES"] = "2"
