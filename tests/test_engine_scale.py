@@ -145,13 +145,15 @@ def test_declared_architecture_must_match_the_hf_checkpoint(tmp_path):
     assert q.num_params == 494_032_768          # Qwen2.5-0.5B's parameter count (its model card: 0.49B)
 
 
-def test_plan_local_on_a_tiny_config(capsys):
+def test_plan_local_on_a_tiny_config(capsys, tmp_path):
     from rlx.plan import main
     q = os.path.join(ROOT, "configs", "quickstart.py")
-    assert main([f"--config={q}", "--topology=local", "--config.mesh.shape=(1, 1, 1)"]) == 0
+    hlo = tmp_path / "hlo"
+    assert main([f"--config={q}", "--topology=local", "--config.mesh.shape=(1, 1, 1)", f"--dump-hlo={hlo}"]) == 0
     out = capsys.readouterr().out
     for prog in ("sampler", "sampler_eval", "sft_step", "update"):
         assert any(line.startswith(prog + " ") for line in out.splitlines()), (prog, out)
+        assert (hlo / f"{prog}.hlo.txt").read_text().startswith("HloModule "), prog     # --dump-hlo
     assert out.strip().splitlines()[-1].startswith("plan: fits (peak ")
     # the verdict: with 1 KiB per chip nothing fits, and the first program is named
     assert main([f"--config={q}", "--topology=local", "--config.mesh.shape=(1, 1, 1)", "--hbm-gib=1e-6",
