@@ -79,6 +79,9 @@ def get_config() -> ml_collections.ConfigDict:
     #                                      paged / ragged decode with continuous batching
     c.sampler.slots = 0                  # rows decoding at once (paged / ragged; 0 = all rows)
     c.sampler.page_size = 16             # tokens per KV page (paged)
+    c.sampler.decode_sharding = "params"  # where decode keeps the weights on a mesh: params (as
+    #                                      trained) | replicated | tensor (MLP + vocabulary over
+    #                                      every chip; rlx.sampling.decode_sharding)
 
     # ----------------------------------------------------------------- RL algorithm
     c.rl = ml_collections.ConfigDict()

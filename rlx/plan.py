@@ -258,8 +258,8 @@ def decode_step_lowering(progs, scfg, G: int, P: int, live_frac: float = 0.5):
 
     from rlx import parallel
     from rlx.models import paged
-    from rlx.models.cache import decode_params
     from rlx.sampling.continuous import batch_shards, layout
+    from rlx.sampling.decode_sharding import decode_scope, decode_weights, rows_sharded
     from rlx.train.programs import abstract_params
 
     mesh, cfg = progs.mesh, progs.model_cfg
@@ -281,15 +281,19 @@ def decode_step_lowering(progs, scfg, G: int, P: int, live_frac: float = 0.5):
         return _sds(shape, dtype, parallel.batch_sharding(mesh, len(shape), shape[0]))
 
     def step(dp, pool, tok, table):
-        return paged.paged_decode_step(dp, cfg, tok, table, jnp.full(tok.shape, length, jnp.int32), pool)
+        with decode_scope(scfg):
+            logits, pool = paged.paged_decode_step(dp, cfg, tok, table, jnp.full(tok.shape, length, jnp.int32),
+                                                   pool)
+        return rows_sharded(scfg, logits), pool
 
     def lower():
-        # The loop's params are prepared once per call (`decode_params`), outside the step:
-        # the step takes them with the shardings that preparation produces.
+        # The loop's params are prepared once per call (`decode_weights`: `decode_params`
+        # placed as `sampler.decode_sharding` says), outside the step: the step takes them
+        # with the shardings that preparation produces.
         with progs.sharding():
-            prep = jax.jit(lambda p: decode_params(p, cfg)).lower(params).compile()
-        dp = _with(jax.eval_shape(lambda p: decode_params(p, cfg), params), prep.output_shardings)
-        return jax.jit(step, donate_argnums=(1,)).lower(dp, pool, rows(S), rows(S, lay.table_width))
+            prep = jax.jit(lambda p: decode_weights(p, cfg, scfg)).lower(params).compile()
+            dp = _with(jax.eval_shape(lambda p: decode_weights(p, cfg, scfg), params), prep.output_shardings)
+            return jax.jit(step, donate_argnums=(1,)).lower(dp, pool, rows(S), rows(S, lay.table_width))
 
     return lower
 

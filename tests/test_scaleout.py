@@ -87,6 +87,42 @@ def test_sampler_equal_on_8_devices(setup, devices8, shape, rules, temperature):
     np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(ref.logprobs), atol=1e-5)
 
 
+@pytest.mark.parametrize("shape,rules,kv_cache,decode_sharding", [
+    ((8, 1, 1), "fsdp", "paged", "tensor"), ((2, 2, 2), "fsdp_tp", "paged", "params"),
+    ((2, 2, 2), "fsdp_tp", "paged", "tensor"), ((2, 4, 1), "fsdp", "dense", "replicated")])
+def test_decode_layouts_equal_on_8_devices(setup, devices8, shape, rules, kv_cache, decode_sharding):
+    # Continuous batching (4 slots for 16 requests: refills on the mesh) and the decode
+    # weight placements give the 1-device dense sampler's samples: the same keys draw the
+    # same tokens (rlx.sampling.continuous: randomness per request and position).
+    cfg, params, batch = setup
+    params = jax.tree.map(lambda x: x * 6 if x.ndim >= 2 else x, params)
+    scfg = sampling.SamplerConfig(max_prompt_len=6, max_new_tokens=6, temperature=1.0, stop_ids=(5,))
+    toks, mask = jnp.asarray(batch["prompt_tokens"][:8]), jnp.asarray(batch["prompt_mask"][:8])
+    st = sampling.init_state(jax.random.key(3))
+    ref, _ = sampling.generate(params, cfg, scfg, st, toks, mask, 2)
+    mesh = parallel.make_mesh(shape, devices8)
+    rt = parallel.get_rules(rules)
+    scfg = scfg.replace(kv_cache=kv_cache, slots=8 if kv_cache == "paged" else 0, page_size=4,
+                        decode_sharding=decode_sharding)
+    with parallel.use_rules(mesh, rt):
+        p = jax.device_put(params, parallel.tree_shardings(params, models.param_logical_axes(cfg), mesh, rt))
+        out, _ = sampling.generate(p, cfg, scfg, st, jax.device_put(toks, parallel.batch_sharding(mesh, 2, 8)),
+                                   jax.device_put(mask, parallel.batch_sharding(mesh, 2, 8)), 2)
+    np.testing.assert_array_equal(np.asarray(out.completion_tokens), np.asarray(ref.completion_tokens))
+    np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(ref.logprobs), atol=1e-5)
+
+
+def test_decode_rules_place_what_they_say():
+    fsdp = dict(parallel.decode_rules(parallel.get_rules("fsdp"), "tensor"))
+    assert fsdp["mlp"] == fsdp["vocab"] == ("data", "fsdp", "tensor") and fsdp["embed"] is None
+    assert fsdp["batch"] is None and fsdp["cache_batch"] == ("data", "fsdp")
+    rep = dict(parallel.decode_rules(parallel.get_rules("fsdp_tp"), "replicated"))
+    assert all(rep[n] is None for n in ("embed", "mlp", "vocab", "q_heads")) and rep["batch"] == ("data", "fsdp")
+    assert parallel.decode_rules(parallel.get_rules("fsdp"), "params") == parallel.get_rules("fsdp")
+    with pytest.raises(ValueError, match="unknown decode sharding 'tp'"):
+        parallel.decode_rules(parallel.get_rules("fsdp"), "tp")
+
+
 def test_presets_shard_what_they_say(setup, devices8):
     cfg, params, _ = setup
     mesh = parallel.make_mesh((2, 2, 2), devices8)

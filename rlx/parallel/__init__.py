@@ -3,9 +3,11 @@
 from rlx.parallel.distributed import initialize_distributed
 from rlx.parallel.mesh import AXES, BATCH_AXES, make_mesh, resolve_shape
 from rlx.parallel.rules import (
+    DECODE_SHARDINGS,
     RULES,
     batch_sharding,
     constrain,
+    decode_rules,
     get_rules,
     logical_to_spec,
     replicated,
@@ -13,5 +15,6 @@ from rlx.parallel.rules import (
     use_rules,
 )
 
-__all__ = ["AXES", "BATCH_AXES", "RULES", "batch_sharding", "constrain", "get_rules", "initialize_distributed",
-           "logical_to_spec", "make_mesh", "replicated", "resolve_shape", "tree_shardings", "use_rules"]
+__all__ = ["AXES", "BATCH_AXES", "DECODE_SHARDINGS", "RULES", "batch_sharding", "constrain", "decode_rules",
+           "get_rules", "initialize_distributed", "logical_to_spec", "make_mesh", "replicated", "resolve_shape",
+           "tree_shardings", "use_rules"]

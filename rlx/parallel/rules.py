@@ -50,6 +50,40 @@ _FSDP_TP = (
 RULES: dict[str, tuple[tuple[str, Any], ...]] = {"fsdp": _FSDP, "fsdp_tp": _FSDP_TP}
 
 
+# How the sampler's decode step places the weights (`SamplerConfig.decode_sharding`).
+DECODE_SHARDINGS = ("params", "replicated", "tensor")
+_WEIGHTS = ("vocab", "embed", "q_heads", "kv_heads", "head_dim", "mlp", "norm", "layers")
+_ALL_AXES = ("data", "fsdp", "tensor")
+
+
+def decode_rules(rules, mode: str) -> tuple[tuple[str, Any], ...]:
+    """The rules a decode step runs under, from the training `rules`:
+
+      "params"      the training rules: the weights stay as trained (under FSDP every
+                    decode step all-gathers every weight: each chip reads the whole
+                    model per token step, and the gathered copy is written and read).
+      "replicated"  every weight replicated (gathered once per sampling call), rows
+                    sharded as in training: each chip reads the whole model per step.
+      "tensor"      Megatron-style tensor parallelism over every mesh axis: the MLP and
+                    the vocabulary (embedding, LM head) sharded over all chips, the
+                    attention projections and norms replicated; the dense activations
+                    ([rows, D] per layer) replicated over the chips — gathered after
+                    attention, summed after the MLP — while attention itself runs per
+                    shard of rows on that shard's KV pages. Each chip reads 1/chips of the
+                    MLP and vocabulary and all of the (small) attention weights per step.
+    The KV cache's names ("cache_*") keep the training rules' placement in every mode."""
+    if mode not in DECODE_SHARDINGS:
+        raise ValueError(f"unknown decode sharding {mode!r}; known: {DECODE_SHARDINGS}")
+    table = dict(rules)
+    if mode == "params":
+        return tuple(table.items())
+    table.update({n: None for n in _WEIGHTS})
+    if mode == "tensor":
+        table.update({"mlp": _ALL_AXES, "vocab": _ALL_AXES, "act_mlp": _ALL_AXES, "act_vocab": _ALL_AXES,
+                      "batch": None, "length": None, "act_embed": None, "act_heads": None, "act_kv_heads": None})
+    return tuple(table.items())
+
+
 def get_rules(name: str) -> tuple[tuple[str, Any], ...]:
     try:
         return RULES[name]

@@ -39,6 +39,9 @@ class SamplerConfig:
     slots: rows decoded at once by the paged sampler (0 = all rows of the call: no
       refills). Fewer slots than rows pays off when lengths are long-tailed.
     page_size: tokens per KV page of the paged sampler.
+    decode_sharding: where the decode loop keeps the weights on a mesh
+      (`rlx.sampling.decode_sharding`): "params" (as trained), "replicated", or
+      "tensor" (MLP and vocabulary over every chip). No effect on one device.
     """
     max_prompt_len: int
     max_new_tokens: int
@@ -51,6 +54,7 @@ class SamplerConfig:
     kv_cache: str = "dense"
     slots: int = 0
     page_size: int = 16
+    decode_sharding: str = "params"
 
     def __post_init__(self):
         for f in ("max_prompt_len", "max_new_tokens"):
@@ -79,6 +83,10 @@ class SamplerConfig:
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v < (1 if f == "page_size" else 0):
                 raise ValueError(f"SamplerConfig.{f}: expected an int >= {1 if f == 'page_size' else 0}, got {v!r}")
+        from rlx.parallel.rules import DECODE_SHARDINGS
+        if self.decode_sharding not in DECODE_SHARDINGS:
+            raise ValueError(f"SamplerConfig.decode_sharding: expected one of {DECODE_SHARDINGS}, got "
+                             f"{self.decode_sharding!r}")
         if self.slots and self.kv_cache == "dense":
             raise ValueError(f"SamplerConfig.slots={self.slots}: continuous batching needs kv_cache='paged' or "
                              "'ragged'")

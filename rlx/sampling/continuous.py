@@ -34,10 +34,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlx.models import paged
-from rlx.models.cache import decode_params, init_cache, prefill_kv, repeat_rows
+from rlx.models.cache import init_cache, prefill_kv, repeat_rows
 from rlx.models.config import ModelConfig
 from rlx.parallel import rules
 from rlx.sampling.config import SampleOutput, SamplerConfig
+from rlx.sampling.decode_sharding import decode_scope, decode_weights, rows_sharded
 from rlx.types import FinishReason
 
 
@@ -187,7 +188,7 @@ def generate_paged(params, cfg: ModelConfig, scfg: SamplerConfig, group_size: in
     prompt_logits, k, v, plen = prefill_kv(params, cfg, prompt_tokens, mask)
     kind = scfg.kv_cache
     kv = _init_kv(kind, cfg, lay, k, v, mask, T)
-    dp = decode_params(params, cfg)
+    dp = decode_weights(params, cfg, scfg)
     keys_R = row_keys(key, row0 + jnp.arange(R, dtype=jnp.int32))
     budget = jnp.minimum(budget_R.astype(jnp.int32), T)
     stops = jnp.asarray(scfg.stop_ids or (-1,), jnp.int32)
@@ -223,7 +224,9 @@ def generate_paged(params, cfg: ModelConfig, scfg: SamplerConfig, group_size: in
         finish = jnp.where(is_stop, FinishReason.STOP, slots.finish)
         fin = fin.at[row].set(finish, mode="drop")
         done = slots.done | is_stop | (generated >= budget[req])
-        logits, kv = _decode_step(kind, dp, cfg, kv, tok, slots.length, live)
+        with decode_scope(scfg):
+            logits, kv = _decode_step(kind, dp, cfg, kv, tok, slots.length, live)
+        logits = rows_sharded(scfg, logits)
         slots = slots.replace(length=slots.length + live.astype(jnp.int32), generated=generated, logits=logits,
                               done=done, finish=finish)
         return slots, kv, next_D, (toks, msk, lps, slps, fin)

@@ -38,7 +38,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlx.models.cache import (
-    decode_params,
     decode_step,
     init_cache,
     prefill,
@@ -47,6 +46,7 @@ from rlx.models.cache import (
 from rlx.models.config import ModelConfig
 from rlx.sampling.categorical import argmax, sample_categorical
 from rlx.sampling.config import SampleOutput, SamplerConfig, SamplerState, split_state
+from rlx.sampling.decode_sharding import decode_scope, decode_weights, rows_sharded
 from rlx.sampling.topk import filter_logits
 from rlx.types import FinishReason
 
@@ -113,7 +113,7 @@ def decode(params, cfg: ModelConfig, scfg: SamplerConfig, ds: DecodeState, keys_
     `decode_params`. Returns (DecodeState, tokens [B, steps], mask, logprobs,
     sampling_logprobs).
     """
-    dp = decode_params(params, cfg)
+    dp = decode_weights(params, cfg, scfg)
     B = ds.logits.shape[0]
     stops = jnp.asarray(scfg.stop_ids or (-1,), jnp.int32)
     budget = jnp.full((B,), 2**30, jnp.int32) if budget_B is None else budget_B.astype(jnp.int32)
@@ -141,7 +141,9 @@ def decode(params, cfg: ModelConfig, scfg: SamplerConfig, ds: DecodeState, keys_
         done = ds.done | is_stop | (generated >= budget)
         col = col0 + t
         key_mask = jax.lax.dynamic_update_slice(ds.key_mask, live[:, None], (0, col))
-        logits, cache = decode_step(dp, cfg, tok, ds.position, ds.cache, key_mask, col)
+        with decode_scope(scfg):
+            logits, cache = decode_step(dp, cfg, tok, ds.position, ds.cache, key_mask, col)
+        logits = rows_sharded(scfg, logits)
         ds = DecodeState(cache, key_mask, logits, ds.position + live.astype(jnp.int32), done, generated, finish)
         return t + 1, ds, keys, (toks, msk, lps, slps)
 

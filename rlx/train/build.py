@@ -141,4 +141,4 @@ def sampler_config(c, *, stop_ids=(), pad_id: int = 0, greedy: bool = False) -> 
         temperature=0.0 if greedy else float(s.temperature), top_k=0 if greedy else int(s.top_k),
         top_p=1.0 if greedy else float(s.top_p), stop_ids=tuple(stop_ids), pad_id=int(pad_id),
         rows_per_call=int(s.rows_per_call), kv_cache=str(s.kv_cache), slots=int(s.slots),
-        page_size=int(s.page_size))
+        page_size=int(s.page_size), decode_sharding=str(s.decode_sharding))

@@ -260,6 +260,7 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
     from rlx.models.config import REMAT_POLICIES
     need(c.model.remat in REMAT_POLICIES, "model.remat", f"must be one of {REMAT_POLICIES}")
     from rlx.models.config import ATTENTION_IMPLS
+    from rlx.parallel.rules import DECODE_SHARDINGS
     from rlx.sampling.config import KV_CACHES
     need(c.model.attention in ATTENTION_IMPLS, "model.attention", f"must be one of {ATTENTION_IMPLS}")
     need(c.sampler.kv_cache in KV_CACHES, "sampler.kv_cache", f"must be one of {KV_CACHES}")
@@ -267,6 +268,8 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
     need(c.sampler.slots == 0 or c.sampler.kv_cache != "dense", "sampler.slots",
          "continuous batching needs sampler.kv_cache=paged or ragged")
     need(c.sampler.page_size >= 1, "sampler.page_size", "must be >= 1")
+    need(c.sampler.decode_sharding in DECODE_SHARDINGS, "sampler.decode_sharding",
+         f"must be one of {DECODE_SHARDINGS}, got {c.sampler.decode_sharding!r}")
     lo = c.model.lora
     need(isinstance(lo.rank, int) and lo.rank >= 0, "model.lora.rank", "must be an int >= 0 (0 = no LoRA)")
     need(isinstance(lo.alpha, (int, float)) and not isinstance(lo.alpha, bool) and lo.alpha > 0,

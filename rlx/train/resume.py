@@ -30,6 +30,7 @@ from rlx.train.config import ConfigError
 # the resumed run's: where and how it runs, not what it computes.
 FREE_KEYS = ("run_dir", "name", "plan_topology", "log.", "checkpoint.", "mesh.", "train.compile_cache",
              "train.forward_rows", "train.eval_every", "train.max_nonfinite_steps", "sampler.rows_per_call",
+             "sampler.decode_sharding",
              "model.remat", "model.unroll_layers", "model.vocab_chunk", "model.hf_path", "model.tokenizer_path",
              "model.init_from", "data.eval_prompts", "data.eval_seed")
 MARKER = "complete.json"
