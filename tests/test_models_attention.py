@@ -69,8 +69,12 @@ def test_model_forward_with_each_kernel():
     toks = jnp.asarray(rng.integers(3, 64, (2, 128)), jnp.int32)
     mask = jnp.asarray(np.arange(128)[None, :] >= np.asarray([[20], [0]]))   # left padding
     ref = models.forward(params, cfg.replace(attention="xla"), toks, attention_mask_BL=mask)
+    A._splash_kernel.cache_clear()      # the kernel is first built inside this forward's layer scan
     out = models.forward(params, cfg.replace(attention="splash"), toks, attention_mask_BL=mask)
     np.testing.assert_allclose(jnp.where(mask[..., None], out, 0), jnp.where(mask[..., None], ref, 0), atol=2e-5)
+    # A second program reuses the cached kernel (it once held the first trace's tracers).
+    again = jax.jit(lambda p: models.forward(p, cfg.replace(attention="splash"), toks, attention_mask_BL=mask))
+    np.testing.assert_allclose(again(params), out, atol=1e-5)
 
 
 def test_auto_resolves_per_platform():

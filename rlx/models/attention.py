@@ -111,7 +111,11 @@ def _splash_kernel(L: int, g: int, interpret: bool):
     b = BLOCK
     sizes = sk.BlockSizes(block_q=b, block_kv=b, block_kv_compute=b, block_q_dkv=b, block_kv_dkv=b,
                           block_kv_dkv_compute=b, block_q_dq=b, block_kv_dq=b)
-    return sk.make_splash_mqa_single_device(mask, block_sizes=sizes, interpret=interpret)
+    # Built eagerly even when first asked for inside a trace: the kernel holds its mask's
+    # block tables as arrays, and a cached kernel made of one trace's tracers fails every
+    # later trace that uses it (UnexpectedTracerError on the second program with splash).
+    with jax.ensure_compile_time_eval():
+        return sk.make_splash_mqa_single_device(mask, block_sizes=sizes, interpret=interpret)
 
 
 def _splash_local(q, k, v, seg_BL):
