@@ -112,6 +112,29 @@ def test_decode_layouts_equal_on_8_devices(setup, devices8, shape, rules, kv_cac
     np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(ref.logprobs), atol=1e-5)
 
 
+def test_pallas_paged_decode_on_8_devices(setup, devices8):
+    # The Pallas paged-attention kernel (interpreted on CPU) inside `shard_map` over the
+    # row shards of a 2x2x2 fsdp_tp mesh, KV heads over `tensor`, with the "tensor" decode
+    # placement (queries replicated into the kernel's shards), against the same kernel on
+    # one device. (~65 s: the interpreted kernel; "params" passed too when measured.)
+    decode_sharding = "tensor"
+    cfg, params, batch = setup
+    cfg = cfg.replace(attention="splash")
+    scfg = sampling.SamplerConfig(max_prompt_len=6, max_new_tokens=6, temperature=1.0, stop_ids=(5,),
+                                  kv_cache="paged", slots=8, page_size=4, decode_sharding=decode_sharding)
+    toks, mask = jnp.asarray(batch["prompt_tokens"][:8]), jnp.asarray(batch["prompt_mask"][:8])
+    st = sampling.init_state(jax.random.key(3))
+    ref, _ = sampling.generate(params, cfg, scfg, st, toks, mask, 2)
+    mesh = parallel.make_mesh((2, 2, 2), devices8)
+    rt = parallel.get_rules("fsdp_tp")
+    with parallel.use_rules(mesh, rt):
+        p = jax.device_put(params, parallel.tree_shardings(params, models.param_logical_axes(cfg), mesh, rt))
+        out, _ = sampling.generate(p, cfg, scfg, st, jax.device_put(toks, parallel.batch_sharding(mesh, 2, 8)),
+                                   jax.device_put(mask, parallel.batch_sharding(mesh, 2, 8)), 2)
+    np.testing.assert_array_equal(np.asarray(out.completion_tokens), np.asarray(ref.completion_tokens))
+    np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(ref.logprobs), atol=1e-4)
+
+
 def test_decode_rules_place_what_they_say():
     fsdp = dict(parallel.decode_rules(parallel.get_rules("fsdp"), "tensor"))
     assert fsdp["mlp"] == fsdp["vocab"] == ("data", "fsdp", "tensor") and fsdp["embed"] is None
