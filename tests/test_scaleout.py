@@ -67,49 +67,53 @@ def test_train_step_equal_on_8_devices(setup, devices8, shape, rules):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-6, rtol=1e-5)
 
 
+def _sample_on_1_and_8(cfg, params, batch, devices8, shape, rules, scfg, mesh_scfg=None):
+    """(1-device samples with `scfg`, 8-device samples with `mesh_scfg` (default the same))
+    of the first 8 prompts, 2 samples each, from the same sampler state."""
+    toks, mask = jnp.asarray(batch["prompt_tokens"][:8]), jnp.asarray(batch["prompt_mask"][:8])
+    st = sampling.init_state(jax.random.key(3))
+    ref, _ = sampling.generate(params, cfg, scfg, st, toks, mask, 2)
+    mesh = parallel.make_mesh(shape, devices8)
+    rt = parallel.get_rules(rules)
+    with parallel.use_rules(mesh, rt):
+        p = jax.device_put(params, parallel.tree_shardings(params, models.param_logical_axes(cfg), mesh, rt))
+        out, _ = sampling.generate(p, cfg, mesh_scfg or scfg, st,
+                                   jax.device_put(toks, parallel.batch_sharding(mesh, 2, 8)),
+                                   jax.device_put(mask, parallel.batch_sharding(mesh, 2, 8)), 2)
+    return ref, out
+
+
+def _same_samples(out, ref, atol):
+    np.testing.assert_array_equal(np.asarray(out.completion_tokens), np.asarray(ref.completion_tokens))
+    np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(ref.logprobs), atol=atol)
+
+
 @pytest.mark.parametrize("shape,rules", MESHES[:3])
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_sampler_equal_on_8_devices(setup, devices8, shape, rules, temperature):
     cfg, params, batch = setup
     params = jax.tree.map(lambda x: x * 6 if x.ndim >= 2 else x, params)
     scfg = sampling.SamplerConfig(max_prompt_len=6, max_new_tokens=6, temperature=temperature, stop_ids=(5,))
-    toks, mask = jnp.asarray(batch["prompt_tokens"][:8]), jnp.asarray(batch["prompt_mask"][:8])
-    st = sampling.init_state(jax.random.key(3))
-    ref, _ = sampling.generate(params, cfg, scfg, st, toks, mask, 2)
-    mesh = parallel.make_mesh(shape, devices8)
-    rt = parallel.get_rules(rules)
-    with parallel.use_rules(mesh, rt):
-        p = jax.device_put(params, parallel.tree_shardings(params, models.param_logical_axes(cfg), mesh, rt))
-        out, _ = sampling.generate(p, cfg, scfg, st, jax.device_put(toks, parallel.batch_sharding(mesh, 2, 8)),
-                                   jax.device_put(mask, parallel.batch_sharding(mesh, 2, 8)), 2)
     # Random bits are sharding-invariant (partitionable threefry), so even sampling agrees.
-    np.testing.assert_array_equal(np.asarray(out.completion_tokens), np.asarray(ref.completion_tokens))
-    np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(ref.logprobs), atol=1e-5)
+    ref, out = _sample_on_1_and_8(cfg, params, batch, devices8, shape, rules, scfg)
+    _same_samples(out, ref, atol=1e-5)
 
 
 @pytest.mark.parametrize("shape,rules,kv_cache,decode_sharding", [
     ((8, 1, 1), "fsdp", "paged", "tensor"), ((2, 2, 2), "fsdp_tp", "paged", "params"),
     ((2, 2, 2), "fsdp_tp", "paged", "tensor"), ((2, 4, 1), "fsdp", "dense", "replicated")])
 def test_decode_layouts_equal_on_8_devices(setup, devices8, shape, rules, kv_cache, decode_sharding):
-    # Continuous batching (4 slots for 16 requests: refills on the mesh) and the decode
-    # weight placements give the 1-device dense sampler's samples: the same keys draw the
-    # same tokens (rlx.sampling.continuous: randomness per request and position).
+    # Continuous batching (8 slots for 16 requests, split over the row shards: refills on
+    # the mesh) and the decode weight placements give the 1-device dense sampler's
+    # samples: the same keys draw the same tokens (rlx.sampling.continuous: randomness per
+    # request and position).
     cfg, params, batch = setup
     params = jax.tree.map(lambda x: x * 6 if x.ndim >= 2 else x, params)
     scfg = sampling.SamplerConfig(max_prompt_len=6, max_new_tokens=6, temperature=1.0, stop_ids=(5,))
-    toks, mask = jnp.asarray(batch["prompt_tokens"][:8]), jnp.asarray(batch["prompt_mask"][:8])
-    st = sampling.init_state(jax.random.key(3))
-    ref, _ = sampling.generate(params, cfg, scfg, st, toks, mask, 2)
-    mesh = parallel.make_mesh(shape, devices8)
-    rt = parallel.get_rules(rules)
-    scfg = scfg.replace(kv_cache=kv_cache, slots=8 if kv_cache == "paged" else 0, page_size=4,
-                        decode_sharding=decode_sharding)
-    with parallel.use_rules(mesh, rt):
-        p = jax.device_put(params, parallel.tree_shardings(params, models.param_logical_axes(cfg), mesh, rt))
-        out, _ = sampling.generate(p, cfg, scfg, st, jax.device_put(toks, parallel.batch_sharding(mesh, 2, 8)),
-                                   jax.device_put(mask, parallel.batch_sharding(mesh, 2, 8)), 2)
-    np.testing.assert_array_equal(np.asarray(out.completion_tokens), np.asarray(ref.completion_tokens))
-    np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(ref.logprobs), atol=1e-5)
+    mesh_scfg = scfg.replace(kv_cache=kv_cache, slots=8 if kv_cache == "paged" else 0, page_size=4,
+                             decode_sharding=decode_sharding)
+    ref, out = _sample_on_1_and_8(cfg, params, batch, devices8, shape, rules, scfg, mesh_scfg)
+    _same_samples(out, ref, atol=1e-5)
 
 
 def test_pallas_paged_decode_on_8_devices(setup, devices8):
@@ -118,22 +122,12 @@ def test_pallas_paged_decode_on_8_devices(setup, devices8):
     # placement (queries replicated into the kernel's shards), against the same kernel on
     # one device (2 slots per row shard for 4 requests: refills). ~35 s: the interpreted kernel;
     # "params" passed too when measured.
-    decode_sharding = "tensor"
     cfg, params, batch = setup
-    cfg = cfg.replace(attention="splash")
     scfg = sampling.SamplerConfig(max_prompt_len=6, max_new_tokens=3, temperature=1.0, stop_ids=(5,),
-                                  kv_cache="paged", slots=8, page_size=4, decode_sharding=decode_sharding)
-    toks, mask = jnp.asarray(batch["prompt_tokens"][:8]), jnp.asarray(batch["prompt_mask"][:8])
-    st = sampling.init_state(jax.random.key(3))
-    ref, _ = sampling.generate(params, cfg, scfg, st, toks, mask, 2)
-    mesh = parallel.make_mesh((2, 2, 2), devices8)
-    rt = parallel.get_rules("fsdp_tp")
-    with parallel.use_rules(mesh, rt):
-        p = jax.device_put(params, parallel.tree_shardings(params, models.param_logical_axes(cfg), mesh, rt))
-        out, _ = sampling.generate(p, cfg, scfg, st, jax.device_put(toks, parallel.batch_sharding(mesh, 2, 8)),
-                                   jax.device_put(mask, parallel.batch_sharding(mesh, 2, 8)), 2)
-    np.testing.assert_array_equal(np.asarray(out.completion_tokens), np.asarray(ref.completion_tokens))
-    np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(ref.logprobs), atol=1e-4)
+                                  kv_cache="paged", slots=8, page_size=4, decode_sharding="tensor")
+    ref, out = _sample_on_1_and_8(cfg.replace(attention="splash"), params, batch, devices8, (2, 2, 2), "fsdp_tp",
+                                  scfg)
+    _same_samples(out, ref, atol=1e-4)
 
 
 def test_decode_rules_place_what_they_say():
