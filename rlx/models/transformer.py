@@ -210,8 +210,12 @@ def finish_layer(cfg: ModelConfig, lp: dict, x, att_BLHK):
     x = x + _linear(cfg, lp, "o", "blhk,hkd->bld", att_BLHK)
     h = rms_norm(x, lp["mlp_norm"], cfg.rms_norm_eps)
     if "gate_up" in lp:                     # fused by `rlx.models.cache.decode_params`
-        gu = mm.einsum("bld,dkf->blkf", h, lp["gate_up"])
-        g, u = gu[..., 0, :], gu[..., 1, :]
+        if lp["gate_up"].ndim == 3:         # [D, 2, F]: sharded over F (`constrain_decode_params`)
+            gu = mm.einsum("bld,dkf->blkf", h, lp["gate_up"])
+            g, u = gu[..., 0, :], gu[..., 1, :]
+        else:                               # [D, 2F]
+            gu = mm.einsum("bld,df->blf", h, lp["gate_up"])
+            g, u = gu[..., :cfg.intermediate_size], gu[..., cfg.intermediate_size:]
     else:
         g = _linear(cfg, lp, "gate", "bld,df->blf", h)
         u = _linear(cfg, lp, "up", "bld,df->blf", h)
