@@ -150,3 +150,42 @@ def test_validation(model):
         sampling.sample_tree(params, cfg, SCFG, st, toks, mask, branching=(2, 2, 2), segment_len=5)
     with pytest.raises(ValueError, match="branching"):
         sampling.sample_tree(params, cfg, SCFG, st, toks, mask, branching=(2, 0), segment_len=3)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
+def test_paged_tree_equals_dense_tree(model, tree, temperature):
+    # kv_cache="paged": a fork is a page-table copy (+ the parent's partly filled page).
+    # Same keys, same draws: every array equals the dense fork's (the `tree` fixture at
+    # temperature 1), log-probs up to float reassociation. page_size 4 with segments of 3
+    # and prompts of 1-6 real tokens: segment starts fall inside pages (copy on write).
+    cfg, params = model
+    toks, mask = _prompts()
+    dense = tree
+    scfg = SCFG.replace(temperature=temperature)
+    if temperature == 0.0:
+        dense, _ = sampling.sample_tree(params, cfg, scfg, sampling.init_state(jax.random.key(2)), toks, mask,
+                                        branching=BRANCHING, segment_len=3)
+    paged, _ = sampling.sample_tree(params, cfg, scfg.replace(kv_cache="paged", page_size=4),
+                                    sampling.init_state(jax.random.key(2)), toks, mask,
+                                    branching=BRANCHING, segment_len=3)
+    for name in ("tokens", "mask", "exists", "finished", "truncated", "parent", "depth"):
+        np.testing.assert_array_equal(getattr(paged, name), getattr(dense, name), err_msg=name)
+    for name in ("logprobs", "sampling_logprobs"):
+        np.testing.assert_allclose(getattr(paged, name), getattr(dense, name), atol=2e-5, rtol=1e-5, err_msg=name)
+    if temperature == 1.0:
+        assert np.asarray(dense.finished[:, 1:]).any() and (~np.asarray(dense.exists)).any()
+
+
+def test_paged_tree_pool_does_not_copy_the_prompt():
+    # Pages of the pool (hand count): 1 null + P * ceil(Lp / ps) prompt pages, then per
+    # level P * n_d nodes x (ceil(M_d / ps) + 1) own pages. The prompt part does not grow
+    # with the branching; a dense fork holds P * n_D rows of Lp + T columns at the last level.
+    from rlx.sampling.tree_paged import pool_pages
+    pages, n_p, first = pool_pages(2, 6, (2, 3, 2), (3, 3, 4), 4)
+    assert n_p == 2 and first == [5, 5 + 2 * 2 * 2, 13 + 2 * 6 * 2]
+    assert pages == 37 + 2 * 12 * 2
+    wide, _, first_wide = pool_pages(2, 6, (8, 8), (3, 7), 4)
+    assert first_wide[0] == first[0] == 5
+    # 8 x 8 tree, prompt 128, T 512, ps 16: paged holds 1 + 8 + 8 * 2 + 64 * 32 = 2073 pages
+    # of 16 tokens (33.2k token slots); the dense fork holds 64 x 640 = 41k at the last level.
+    assert pool_pages(1, 128, (8, 8), (16, 496), 16)[0] == 2073

@@ -130,6 +130,29 @@ def test_pallas_paged_decode_on_8_devices(setup, devices8):
     _same_samples(out, ref, atol=1e-4)
 
 
+def test_paged_tree_on_8_devices(setup, devices8):
+    # SPO-tree over a paged pool per row shard (forks are page-table copies, the parent's
+    # partial page copied within its shard) on a 2x2x2 fsdp_tp mesh with the "tensor"
+    # placement == the dense fork on 1 device, token for token (same keys, same draws).
+    cfg, params, batch = setup
+    params = jax.tree.map(lambda x: x * 6 if x.ndim >= 2 else x, params)
+    scfg = sampling.SamplerConfig(max_prompt_len=6, max_new_tokens=6, temperature=1.0, stop_ids=(5,))
+    toks, mask = jnp.asarray(batch["prompt_tokens"][:8]), jnp.asarray(batch["prompt_mask"][:8])
+    st = sampling.init_state(jax.random.key(3))
+    ref, _ = sampling.sample_tree(params, cfg, scfg, st, toks, mask, branching=(2, 2), segment_len=3)
+    mesh = parallel.make_mesh((2, 2, 2), devices8)
+    rt = parallel.get_rules("fsdp_tp")
+    with parallel.use_rules(mesh, rt):
+        p = jax.device_put(params, parallel.tree_shardings(params, models.param_logical_axes(cfg), mesh, rt))
+        put = lambda x: jax.device_put(x, parallel.batch_sharding(mesh, 2, 8))  # noqa: E731
+        out, _ = sampling.sample_tree(p, cfg, scfg.replace(kv_cache="paged", page_size=4, decode_sharding="tensor"),
+                                      st, put(toks), put(mask), branching=(2, 2), segment_len=3)
+    for name in ("tokens", "mask", "exists", "finished"):
+        np.testing.assert_array_equal(np.asarray(getattr(out, name)), np.asarray(getattr(ref, name)), err_msg=name)
+    np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(ref.logprobs), atol=1e-5)
+    assert np.asarray(ref.finished[:, 1:]).any()
+
+
 def test_decode_rules_place_what_they_say():
     fsdp = dict(parallel.decode_rules(parallel.get_rules("fsdp"), "tensor"))
     assert fsdp["mlp"] == fsdp["vocab"] == ("data", "fsdp", "tensor") and fsdp["embed"] is None

@@ -15,9 +15,13 @@ False, nothing generated). A level-D node without a stop token is `truncated`.
 Unfinished segments above level D are always full (M tokens), so a node's full
 completion is the plain concatenation of the segments on its path (`node_completions`).
 
-Sampling: prefill the prompts once; for each level, fork every row's decode state (KV
-cache, next-token logits, position, key mask) b_d times and decode at most M_d tokens
-from it — parents' tokens are never re-encoded. The RNG advances per level and call.
+Sampling: prefill the prompts once; for each level, fork every row's decode state b_d
+times and decode at most M_d tokens from it — parents' tokens are never re-encoded. The
+RNG advances per level and call. `SamplerConfig.kv_cache` picks the fork: "paged"
+(`rlx.sampling.tree_paged`) copies page tables — a node points at its ancestors' pages
+and copies only its parent's partly filled last page; "dense" and "ragged" repeat the
+whole KV cache row (Lp + T columns per node). Same samples either way (tested); the
+tree decodes every node of a level at once (`SamplerConfig.slots` does not apply).
 """
 
 from __future__ import annotations
@@ -113,30 +117,47 @@ def tree_structure(branching: tuple[int, ...]):
     return parent, depth, offsets, anc
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "scfg", "branching", "segment_len"))
-def _sample_tree(params, cfg: ModelConfig, scfg: SamplerConfig, branching, segment_len, key, prompts, mask):
-    T = scfg.max_new_tokens
-    P, Lp = prompts.shape
-    lens = segment_lengths(T, len(branching), segment_len)
-    M = max(lens)
-    ds = start(params, cfg, prompts, mask, Lp + T)
+def _dense_levels(params, cfg: ModelConfig, scfg: SamplerConfig, branching, lens, key, prompts, mask):
+    """Per level: fork every row's dense decode state b_d times, decode at most M_d tokens."""
+    Lp = prompts.shape[1]
+    ds = start(params, cfg, prompts, mask, Lp + scfg.max_new_tokens)
     dp = decode_params(params, cfg)
     col = Lp
     levels = []
-    for d, (b, m) in enumerate(zip(branching, lens)):
+    for b, m in zip(branching, lens):
         ds = fork(ds, b)
         exists = ~ds.done                     # parent existed and did not finish
         key, sub = jax.random.split(key)
         keys = row_keys(sub, jnp.arange(ds.done.shape[0], dtype=jnp.int32))
         ds, toks, msk, lps, slps = decode(dp, cfg, scfg, ds, keys, m, col, ds.generated + m)
         stopped = ds.finish == FinishReason.STOP
-        pad = ((0, 0), (0, M - m))
-        levels.append(dict(tokens=jnp.pad(toks, pad, constant_values=scfg.pad_id), mask=jnp.pad(msk, pad),
-                           logprobs=jnp.pad(lps, pad), sampling_logprobs=jnp.pad(slps, pad), exists=exists,
-                           finished=exists & stopped,
-                           truncated=exists & ~stopped if d == len(branching) - 1 else jnp.zeros_like(exists)))
+        levels.append(dict(tokens=toks, mask=msk, logprobs=lps, sampling_logprobs=slps, exists=exists,
+                           stopped=stopped))
         ds = ds.replace(done=stopped)         # rows stopped by the segment budget go on at the next level
         col += m
+    return levels
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "scfg", "branching", "segment_len"))
+def _sample_tree(params, cfg: ModelConfig, scfg: SamplerConfig, branching, segment_len, key, prompts, mask):
+    T = scfg.max_new_tokens
+    P, Lp = prompts.shape
+    lens = segment_lengths(T, len(branching), segment_len)
+    M = max(lens)
+    if scfg.kv_cache == "paged":
+        from rlx.sampling.tree_paged import paged_levels
+        raw = paged_levels(params, cfg, scfg, branching, lens, key, prompts, mask)
+    else:
+        raw = _dense_levels(params, cfg, scfg, branching, lens, key, prompts, mask)
+    levels = []
+    for d, (lv, m) in enumerate(zip(raw, lens)):
+        exists, stopped = lv["exists"], lv["stopped"]
+        pad = ((0, 0), (0, M - m))
+        levels.append(dict(tokens=jnp.pad(lv["tokens"], pad, constant_values=scfg.pad_id),
+                           mask=jnp.pad(lv["mask"], pad), logprobs=jnp.pad(lv["logprobs"], pad),
+                           sampling_logprobs=jnp.pad(lv["sampling_logprobs"], pad), exists=exists,
+                           finished=exists & stopped,
+                           truncated=exists & ~stopped if d == len(branching) - 1 else jnp.zeros_like(exists)))
     root = dict(tokens=jnp.full((P, 1, M), scfg.pad_id, jnp.int32), mask=jnp.zeros((P, 1, M), bool),
                 logprobs=jnp.zeros((P, 1, M), jnp.float32), sampling_logprobs=jnp.zeros((P, 1, M), jnp.float32),
                 exists=jnp.ones((P, 1), bool), finished=jnp.zeros((P, 1), bool), truncated=jnp.zeros((P, 1), bool))
