@@ -102,6 +102,28 @@ def row_keys(key, row_ids_B):
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(row_ids_B, jnp.uint32))
 
 
+def emit_token(scfg: SamplerConfig, stops, t, logits_BV, keys_B, generated_B, done_B, finish_B, budget_B, buf):
+    """One step of a lock-step decode loop's bookkeeping: draw each row's token number
+    `generated` with fold_in(keys[row], generated), write it (pad and mask False for done
+    rows) at column t of the (tokens, mask, logprobs, sampling_logprobs) buffers, and
+    apply the stop tokens and the length budget. Returns (token, live, generated, done,
+    finish, buffers)."""
+    toks, msk, lps, slps = buf
+    step_keys = jax.vmap(jax.random.fold_in)(keys_B, generated_B.astype(jnp.uint32))
+    tok, lp, slp = pick(scfg, logits_BV, step_keys)
+    live = ~done_B
+    tok = jnp.where(live, tok, scfg.pad_id)
+    toks = jax.lax.dynamic_update_slice(toks, tok[:, None], (0, t))
+    msk = jax.lax.dynamic_update_slice(msk, live[:, None], (0, t))
+    lps = jax.lax.dynamic_update_slice(lps, jnp.where(live, lp, 0.0)[:, None], (0, t))
+    slps = jax.lax.dynamic_update_slice(slps, jnp.where(live, slp, 0.0)[:, None], (0, t))
+    generated = generated_B + live.astype(jnp.int32)
+    is_stop = jnp.any(tok[:, None] == stops[None, :], axis=1) & live
+    finish = jnp.where(is_stop, FinishReason.STOP, finish_B)
+    done = done_B | is_stop | (generated >= budget_B)
+    return tok, live, generated, done, finish, (toks, msk, lps, slps)
+
+
 def decode(params, cfg: ModelConfig, scfg: SamplerConfig, ds: DecodeState, keys_B, steps: int, col0: int,
            budget_B=None):
     """Runs up to `steps` decode steps from `ds`, writing token t at cache column col0 + t.
@@ -126,26 +148,16 @@ def decode(params, cfg: ModelConfig, scfg: SamplerConfig, ds: DecodeState, keys_
         return (t < steps) & ~jnp.all(ds.done)
 
     def body(c):
-        t, ds, keys, (toks, msk, lps, slps) = c
-        step_keys = jax.vmap(jax.random.fold_in)(keys, ds.generated.astype(jnp.uint32))
-        tok, lp, slp = pick(scfg, ds.logits, step_keys)
-        live = ~ds.done
-        tok = jnp.where(live, tok, scfg.pad_id)
-        toks = jax.lax.dynamic_update_slice(toks, tok[:, None], (0, t))
-        msk = jax.lax.dynamic_update_slice(msk, live[:, None], (0, t))
-        lps = jax.lax.dynamic_update_slice(lps, jnp.where(live, lp, 0.0)[:, None], (0, t))
-        slps = jax.lax.dynamic_update_slice(slps, jnp.where(live, slp, 0.0)[:, None], (0, t))
-        generated = ds.generated + live.astype(jnp.int32)
-        is_stop = jnp.any(tok[:, None] == stops[None, :], axis=1) & live
-        finish = jnp.where(is_stop, FinishReason.STOP, ds.finish)
-        done = ds.done | is_stop | (generated >= budget)
+        t, ds, keys, buf = c
+        tok, live, generated, done, finish, buf = emit_token(scfg, stops, t, ds.logits, keys, ds.generated, ds.done,
+                                                             ds.finish, budget, buf)
         col = col0 + t
         key_mask = jax.lax.dynamic_update_slice(ds.key_mask, live[:, None], (0, col))
         with decode_scope(scfg):
             logits, cache = decode_step(dp, cfg, tok, ds.position, ds.cache, key_mask, col)
         logits = rows_sharded(scfg, logits)
         ds = DecodeState(cache, key_mask, logits, ds.position + live.astype(jnp.int32), done, generated, finish)
-        return t + 1, ds, keys, (toks, msk, lps, slps)
+        return t + 1, ds, keys, buf
 
     _, ds, _, (toks, msk, lps, slps) = jax.lax.while_loop(cond, body, (jnp.int32(0), ds, keys_B, buf))
     return ds, toks, msk, lps, slps

@@ -46,7 +46,7 @@ def paged_levels(params, cfg: ModelConfig, scfg: SamplerConfig, branching, segme
     """The per-level outputs of `rlx.sampling.tree._sample_tree` (level d: P·n_d rows of
     tokens / mask / log-probs [., M_d], and the exists / stopped flags) from paged decode."""
     from rlx.sampling.continuous import batch_shards
-    from rlx.sampling.sampler import pick, row_keys
+    from rlx.sampling.sampler import emit_token, row_keys
 
     P, Lp = prompts.shape
     T, ps = scfg.max_new_tokens, scfg.page_size
@@ -90,23 +90,13 @@ def paged_levels(params, cfg: ModelConfig, scfg: SamplerConfig, branching, segme
             return (c[0] < m) & ~jnp.all(c[4])
 
         def body(c, table=table, keys=keys, budget=budget):
-            t, pool, length, logits, done, generated, finish, (toks, msk, lps, slps) = c
-            step_keys = jax.vmap(jax.random.fold_in)(keys, generated.astype(jnp.uint32))
-            tok, lp, slp = pick(scfg, logits, step_keys)
-            live = ~done
-            tok = jnp.where(live, tok, scfg.pad_id)
-            toks = jax.lax.dynamic_update_slice(toks, tok[:, None], (0, t))
-            msk = jax.lax.dynamic_update_slice(msk, live[:, None], (0, t))
-            lps = jax.lax.dynamic_update_slice(lps, jnp.where(live, lp, 0.0)[:, None], (0, t))
-            slps = jax.lax.dynamic_update_slice(slps, jnp.where(live, slp, 0.0)[:, None], (0, t))
-            generated = generated + live.astype(jnp.int32)
-            is_stop = jnp.any(tok[:, None] == stops[None, :], axis=1) & live
-            finish = jnp.where(is_stop, FinishReason.STOP, finish)
-            done = done | is_stop | (generated >= budget)
+            t, pool, length, logits, done, generated, finish, buf = c
+            tok, live, generated, done, finish, buf = emit_token(scfg, stops, t, logits, keys, generated, done, finish,
+                                                                 budget, buf)
             with decode_scope(scfg):
                 logits, pool = paged.paged_decode_step(dp, cfg, tok, table, length, pool, live)
             logits = rows_sharded(scfg, logits)
-            return t + 1, pool, length + live.astype(jnp.int32), logits, done, generated, finish, (toks, msk, lps, slps)
+            return t + 1, pool, length + live.astype(jnp.int32), logits, done, generated, finish, buf
 
         init = (jnp.int32(0), pool, length, logits, done, generated, finish, buf)
         _, pool, length, logits, done, generated, finish, (toks, msk, lps, slps) = jax.lax.while_loop(cond, body, init)
