@@ -153,10 +153,51 @@ def test_pallas_paged_kernel_matches_the_gather_path():
                                        atol=1e-6)
 
 
+def test_pallas_kernel_over_a_lane_packed_pool():
+    # Two KV heads of Dh = 64 stored side by side in one 128-lane pool row (`lane_pack`):
+    # the kernel over the packed pool must equal the gather path over the unpacked one.
+    # The packed row is built here by hand: lanes s*64 .. s*64+63 of page row t = head s.
+    rng = np.random.default_rng(1)
+    B, N, g, Dh, NP, ps, M = 3, 2, 3, 64, 20, 16, 4
+    q = jnp.asarray(rng.normal(size=(B, N, g, Dh)), jnp.float32)
+    kp, vp = (jnp.asarray(rng.normal(size=(N, NP, ps, Dh)), jnp.float32) for _ in range(2))
+    packed = [x.transpose(1, 2, 0, 3).reshape(1, NP, ps, N * Dh) for x in (kp, vp)]
+    np.testing.assert_array_equal(packed[0][0, 3, 5, Dh:], kp[1, 3, 5])          # head 1 in the upper lanes
+    table = jnp.asarray(rng.permutation(NP)[:B * M].reshape(B, M), jnp.int32)
+    L = jnp.asarray([1, 30, 64], jnp.int32)
+    ref = paged._xla_attend(q, kp, vp, table, L)
+    np.testing.assert_allclose(paged._pallas_attend(q, *packed, table, L), ref, atol=2e-2)
+    # Row 0 has one live token: each query head returns its own KV head's value there
+    # (not its neighbour's, which shares the row).
+    for n in range(N):
+        np.testing.assert_allclose(paged._pallas_attend(q, *packed, table, L)[0, n],
+                                   jnp.broadcast_to(vp[n, table[0, 0], 0], (g, Dh)), atol=1e-2)
+
+
+def test_lane_pack_respects_head_sharding(devices8):
+    # Dh = 64 under the kernel: 2 heads per row; 4 KV heads split over 4 devices cannot
+    # pack (1 head per device), split over 2 they pack in pairs; the XLA path never packs.
+    from jax.sharding import Mesh
+
+    from rlx import parallel
+    cfg = models.tiny(V, hidden_size=512, num_layers=1, num_heads=8, num_kv_heads=4, intermediate_size=64,
+                      family="qwen2").replace(attention="splash")
+    assert cfg.head_dim == 64
+    assert paged.lane_pack(cfg) == 2 and paged.pool_heads(cfg) == (2, 128)
+    assert paged.pool_heads(cfg.replace(attention="xla")) == (4, 64)
+    rules = (("cache_kv_heads", "tensor"),)
+    for shape, r in (((2, 4), 1), ((4, 2), 2)):
+        mesh = Mesh(np.array(devices8).reshape(shape), ("data", "tensor"))
+        with parallel.use_rules(mesh, rules):
+            assert paged.lane_pack(cfg) == r, shape
+            assert paged.pool_heads(cfg) == (4 // r, 128), shape
+
+
 def test_greedy_through_the_pallas_kernel():
     # The paged sampler with splash attention (Pallas, interpreted on CPU): prefill and
-    # decode write pages padded to the kernel's 128 lanes (Dh = 64) and the kernel reads
-    # them. Greedy tokens equal the XLA gather path's and its log-probs agree to the
+    # decode write pages with both KV heads (Dh = 64) packed into the kernel's 128 lanes
+    # (`lane_pack`: one pool head, half the memory of padding each head) and the kernel
+    # reads them. Greedy tokens equal the XLA gather path's and its log-probs agree to the
     # kernel's precision (its dots run at TPU default precision: bf16 passes; measured
     # 6e-4 here. With weights scaled x4, as the other tests sharpen them, the logits grow
     # enough for that rounding to flip near-tied greedy tokens, so these stay unscaled).
@@ -166,7 +207,7 @@ def test_greedy_through_the_pallas_kernel():
     scfg = BASE.replace(temperature=0.0, kv_cache="paged", slots=5, page_size=4, max_new_tokens=6)
     xla = _run((cfg.replace(attention="xla"), params), scfg)
     pallas = _run((cfg.replace(attention="splash"), params), scfg)
-    assert paged.pool_head_dim(cfg.replace(attention="splash")) == 128
+    assert paged.pool_heads(cfg.replace(attention="splash")) == (1, 128)
     np.testing.assert_array_equal(pallas.completion_tokens, xla.completion_tokens)
     np.testing.assert_allclose(pallas.logprobs, xla.logprobs, atol=5e-3)
 

@@ -36,29 +36,60 @@ from rlx.models import attention
 from rlx.models.cache import K_AXES, V_AXES, attend_decode, decode_layers
 from rlx.models.config import ModelConfig
 from rlx.models.transformer import NEG_INF
+from rlx.parallel import rules
 from rlx.parallel.rules import constrain
 
 POOL_AXES = ("cache_kv_heads", None, None, "cache_head_dim")
 SHARDED_POOL_AXES = ("cache_batch",) + POOL_AXES
 
 
+def lane_pack(cfg: ModelConfig) -> int:
+    """KV heads stored side by side in one pool row (r): 1 unless the Pallas kernel reads
+    the pool and the head dimension is under Mosaic's 128 lanes. Then r = 128 / Dh heads
+    share a row — Qwen2.5-0.5B's 2 KV heads of 64 become one 128-lane "head" — instead of
+    each head being zero-padded to 128 lanes, which doubled the pool's memory and the
+    kernel's reads. r divides N and keeps N / r divisible by the devices the rules
+    split the KV heads over (halved until it does; 1: padding as before). How the
+    kernel reads a packed row exactly: `_pallas_attend`."""
+    N, Dh = cfg.num_kv_heads, cfg.head_dim
+    if not use_pallas(cfg) or Dh >= 128 or 128 % Dh:
+        return 1
+    r, t = 128 // Dh, rules.axis_devices("cache_kv_heads", N)
+    while r > 1 and (N % r or (N // r) % t):
+        r //= 2
+    return r
+
+
+def pool_heads(cfg: ModelConfig) -> tuple[int, int]:
+    """(pool heads, pool head dimension): (N / r, r·Dh rounded up to a multiple of 128,
+    zero-padded) when the Pallas kernel reads the pool (`lane_pack` r), else (N, Dh)."""
+    r = lane_pack(cfg)
+    if not use_pallas(cfg):
+        return cfg.num_kv_heads, cfg.head_dim
+    return cfg.num_kv_heads // r, -(-(r * cfg.head_dim) // 128) * 128
+
+
 def pool_head_dim(cfg: ModelConfig) -> int:
-    """The pool's head dimension: Dh, rounded up to a multiple of 128 (zero-padded) when
-    the Pallas kernel reads it (Mosaic tiles the head dimension in 128 lanes; e.g.
-    Qwen2.5-0.5B's Dh = 64 pays 2x KV memory there, the 1.5B / 7B's Dh = 128 nothing)."""
-    Dh = cfg.head_dim
-    return -(-Dh // 128) * 128 if use_pallas(cfg) else Dh
+    """The pool's head (lane) dimension (`pool_heads`)."""
+    return pool_heads(cfg)[1]
 
 
 def _pad_head(x, Dp: int):
     return x if x.shape[-1] == Dp else jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, Dp - x.shape[-1])])
 
 
+def _to_pool_heads(x_ND, Np: int, Dp: int):
+    """[..., N, Dh] keys or values in the pool's head layout [..., Np, Dp]: r = N / Np
+    consecutive heads side by side (head n at lanes (n % r)·Dh ...), zero-padded to Dp."""
+    N, Dh = x_ND.shape[-2:]
+    return _pad_head(x_ND.reshape(x_ND.shape[:-2] + (Np, (N // Np) * Dh)), Dp)
+
+
 def init_pool(cfg: ModelConfig, num_pages: int, page_size: int, shards: int = 0) -> dict:
     """Zero pages {"k": Ly x [N, num_pages, page_size, Dh], "v": same} in the compute
     dtype; with `shards` > 0, one pool per batch shard: Ly x [shards, N, num_pages, ps, Dh]
     (leading axis on the mesh's batch axes: a shard's rows use only its own pages)."""
-    shape = (cfg.num_kv_heads, num_pages, page_size, pool_head_dim(cfg))
+    shape = (*pool_heads(cfg)[:1], num_pages, page_size, pool_head_dim(cfg))
     axes = POOL_AXES
     if shards:
         shape, axes = (shards,) + shape, SHARDED_POOL_AXES
@@ -83,7 +114,7 @@ def write_prompts(pool, k_LyBLND, v_LyBLND, mask_BL, first_page: int):
     sharded = pool["k"][0].ndim == 5
     N, _, ps, Dh = pool["k"][0].shape[-4:]
     Ly, B, L = k_LyBLND.shape[:3]
-    k_LyBLND, v_LyBLND = _pad_head(k_LyBLND, Dh), _pad_head(v_LyBLND, Dh)
+    k_LyBLND, v_LyBLND = _to_pool_heads(k_LyBLND, N, Dh), _to_pool_heads(v_LyBLND, N, Dh)
     D = pool["k"][0].shape[0] if sharded else 1
     n = -(-L // ps)
 
@@ -144,23 +175,40 @@ def pages_per_block(table_width: int, page_size: int, target: int = 512) -> int:
 
 def _pallas_attend(q_BNGK, k_pages, v_pages, table_BM, length_B):
     """JAX's Pallas TPU paged-attention kernel (reads the pages below each row's length).
-    The kernel applies no softmax scale: q is scaled first."""
+    The kernel applies no softmax scale: q is scaled first.
+
+    Lane-packed pools (`lane_pack` r > 1: pool head j holds KV heads j·r .. j·r + r − 1
+    side by side): the kernel sees Np = N / r heads of r·Dh lanes, each serving the r·g
+    query heads of its KV heads. Query head (n = j·r + s, i) is placed in lanes
+    s·Dh .. (s + 1)·Dh of its row, zeros elsewhere, so q·k over the row is q·k of KV head
+    n alone; p·v returns every packed head's values weighted by that query's p, and the
+    query keeps lanes s·Dh .. of its own head: the same attention, each page read once
+    for all its heads."""
     from jax.experimental.pallas import tpu as pltpu
     from jax.experimental.pallas.ops.tpu.paged_attention import paged_attention
 
     B, N, g, Dq = q_BNGK.shape
-    Dh = k_pages.shape[-1]
-    q = _pad_head((q_BNGK.astype(jnp.float32) / math.sqrt(Dq)).astype(q_BNGK.dtype), Dh)
+    Np, Dh = k_pages.shape[0], k_pages.shape[-1]
+    r = N // Np
+    q = (q_BNGK.astype(jnp.float32) / math.sqrt(Dq)).astype(q_BNGK.dtype)
+    if r > 1:
+        eye = jnp.eye(r, dtype=q.dtype)
+        q = jnp.einsum("bjsgd,st->bjsgtd", q.reshape(B, Np, r, g, Dq), eye).reshape(B, Np, r * g, r * Dq)
+    q = _pad_head(q, Dh)                                                    # [B, Np, r·g, Dh]
+    G = r * g
     # Mosaic tiles the query group in 8s: pad it with zero queries (outputs dropped).
-    gp = g if g % 8 == 0 or g == 1 else -(-g // 8) * 8
-    if gp != g:
-        q = jnp.pad(q, ((0, 0), (0, 0), (0, gp - g), (0, 0)))
+    gp = G if G % 8 == 0 or G == 1 else -(-G // 8) * 8
+    if gp != G:
+        q = jnp.pad(q, ((0, 0), (0, 0), (0, gp - G), (0, 0)))
     ctx = contextlib.nullcontext() if attention.platform() == "tpu" else pltpu.force_tpu_interpret_mode()
     with ctx:
-        out = paged_attention(q.reshape(B, N * gp, Dh), k_pages, v_pages, length_B.astype(jnp.int32),
+        out = paged_attention(q.reshape(B, Np * gp, Dh), k_pages, v_pages, length_B.astype(jnp.int32),
                               table_BM.astype(jnp.int32),
                               pages_per_compute_block=pages_per_block(table_BM.shape[1], k_pages.shape[2]))
-    return out.reshape(B, N, gp, Dh)[:, :, :g, :Dq].astype(q_BNGK.dtype)
+    out = out.reshape(B, Np, gp, Dh)[:, :, :G]
+    if r > 1:
+        out = jnp.einsum("bjsgtd,st->bjsgd", out[..., :r * Dq].reshape(B, Np, r, g, r, Dq), eye)
+    return out.reshape(B, N, g, -1)[..., :Dq].astype(q_BNGK.dtype)
 
 
 def use_pallas(cfg: ModelConfig) -> bool:
@@ -197,8 +245,8 @@ def paged_decode_step(params, cfg: ModelConfig, token_B, table_BM, length_B, poo
     def per_shard(x):
         return x.reshape((D, B // D) + x.shape[1:])
 
-    def write(p, x_BND):                                      # p [(D,) N, pages, ps, Dh]
-        x_BND = _pad_head(x_BND, p.shape[-1])
+    def write(p, x_BND):                                      # p [(D,) Np, pages, ps, Dp]
+        x_BND = _to_pool_heads(x_BND, p.shape[-4], p.shape[-1])
 
         def one(p, pg, of, x):
             # One scatter per KV head into its flattened (page, offset) rows, each row Dh
@@ -231,7 +279,6 @@ def sharded_attend(cfg: ModelConfig, q_DBNGK, k_pages, v_pages, table_DBM, lengt
     `shard_map` over the mesh's batch axes (a custom call the partitioner cannot split);
     the XLA path is a `vmap` the partitioner splits along the shard axis."""
     fn = jax.vmap(lambda q, k, v, t, n: paged_attend(cfg, q, k, v, t, n))
-    from rlx.parallel import rules
     active = rules.active()
     if not use_pallas(cfg) or active is None:
         return fn(q_DBNGK, k_pages, v_pages, table_DBM, length_DB)

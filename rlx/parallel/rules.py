@@ -184,6 +184,20 @@ def active():
     return _ACTIVE[-1] if _ACTIVE else None
 
 
+def axis_devices(name: str, size: int) -> int:
+    """How many devices the active rules split a logical axis `name` of length `size`
+    over (the product of its mesh axes; 1 without `use_rules` or when unsplit)."""
+    if not _ACTIVE:
+        return 1
+    mesh, table = _ACTIVE[-1]
+    lead = logical_to_spec((name,), (size,), mesh, table)
+    axes = () if not len(lead) or lead[0] is None else (lead[0],) if isinstance(lead[0], str) else lead[0]
+    out = 1
+    for a in axes:
+        out *= mesh.shape[a]
+    return out
+
+
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
     """`with_sharding_constraint` by logical names under `use_rules`; identity otherwise."""
     if not _ACTIVE:

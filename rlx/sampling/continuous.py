@@ -31,7 +31,6 @@ from typing import Any, NamedTuple
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from rlx.models import paged
 from rlx.models.cache import init_cache, prefill_kv, repeat_rows
@@ -73,13 +72,7 @@ def batch_shards(num_prompts: int) -> int:
     """How many pools a call uses: the mesh axes of "cache_batch" that divide the prompts
     (under `rlx.parallel.use_rules`; 1 otherwise), so a shard's slots, prompts and pages
     live on the same devices."""
-    active = rules.active()
-    if active is None:
-        return 1
-    mesh, table = active
-    lead = rules.logical_to_spec(("cache_batch",), (num_prompts,), mesh, table)
-    axes = () if not len(lead) or lead[0] is None else (lead[0],) if isinstance(lead[0], str) else lead[0]
-    return int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+    return rules.axis_devices("cache_batch", num_prompts)
 
 
 @flax.struct.dataclass
