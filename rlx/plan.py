@@ -129,6 +129,7 @@ class ProgramPlan:
     temp: float = 0.0
     flops: float = 0.0
     bytes_accessed: float = 0.0
+    hbm_bytes: float = 0.0     # `rlx.plan_hbm` estimate of HBM traffic (TPU programs; 0 elsewhere)
     compile_s: float = 0.0
     error: str = ""            # compile failure (OOM: the compiler's message)
     oom_bytes: float = 0.0     # what the compiler said it needed, on CompileTimeHbmOom
@@ -336,9 +337,11 @@ _OOM = re.compile(r"CompileTimeHbmOom.*?\(([\d.]+)([KMGT]?)\)\s*exceeds availabl
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-def compile_one(name: str, lower, dump_hlo: str = "") -> ProgramPlan:
+def compile_one(name: str, lower, dump_hlo: str = "", hbm: bool = False) -> ProgramPlan:
     """Compiles one program and reads its memory and cost; `dump_hlo` = a directory to
-    write the optimized HLO to (`<name>.hlo.txt`)."""
+    write the optimized HLO to (`<name>.hlo.txt`); `hbm`: also estimate its HBM traffic
+    from the TPU compiler's HLO (`rlx.plan_hbm`: XLA's "bytes accessed" on TPU counts
+    on-chip VMEM traffic too and Pallas kernels as ~0)."""
     pp = ProgramPlan(name)
     t0 = time.perf_counter()
     try:
@@ -361,6 +364,9 @@ def compile_one(name: str, lower, dump_hlo: str = "") -> ProgramPlan:
         pp.args, pp.out = float(mem.argument_size_in_bytes), float(mem.output_size_in_bytes)
         pp.alias, pp.temp = float(mem.alias_size_in_bytes), float(mem.temp_size_in_bytes)
     pp.flops, pp.bytes_accessed = _cost(compiled)
+    if hbm:
+        from rlx.plan_hbm import hbm_traffic
+        pp.hbm_bytes = hbm_traffic(compiled.as_text()).total
     return pp
 
 
@@ -425,7 +431,7 @@ def _compile_all(c, progs, scfg, ecfg, topo, only, log, dump_hlo="") -> list[Pro
         for name, lower in program_inputs(c, progs, scfg, ecfg):
             if only and name not in only:
                 continue
-            pp = compile_one(name, lower, dump_hlo)
+            pp = compile_one(name, lower, dump_hlo, hbm=name == "decode_step" and topo.platform == "tpu")
             plans.append(pp)
             if pp.error and not pp.oom_bytes:
                 log(f"{name:<15} compile error: {pp.error}")
@@ -436,6 +442,9 @@ def _compile_all(c, progs, scfg, ecfg, topo, only, log, dump_hlo="") -> list[Pro
                                                  len(topo.devices))
                 flag += (f"  bytes/token {pp.bytes_accessed * len(topo.devices) / toks / 1e6:.2f} MB vs minimum "
                          f"{need * len(topo.devices) / toks / 1e6:.2f} MB: {pp.bytes_accessed / need:.2f}x")
+                if pp.hbm_bytes:
+                    flag += (f"; HBM estimate {pp.hbm_bytes * len(topo.devices) / toks / 1e6:.2f} MB: "
+                             f"{pp.hbm_bytes / need:.2f}x")
             log(f"{name:<15}{pp.args / GiB:>9.2f}{pp.out / GiB:>9.2f}{pp.temp / GiB:>9.2f}{pp.peak / GiB:>10.2f}"
                 f"{pp.flops / 1e12:>9.2f}{pp.bytes_accessed / 1e9:>9.1f}{pp.compile_s:>11.1f}{flag}"
                 + (" (compiler: CompileTimeHbmOom)" if pp.oom_bytes else ""))
