@@ -5,7 +5,8 @@
     logits, pool = paged_decode_step(dp, cfg, token_B, table_BM, length_B, pool)
 
 Layout (the one JAX's Pallas TPU `paged_attention` kernel reads): keys and values of
-layer i are `[N, num_pages, page_size, Dh]`; row b of a batch owns the page list
+layer i are `[N, num_pages, page_size, Dh]` (under the kernel with Dh < 128: `[N / r,
+..., r·Dh]`, r = `lane_pack` heads side by side in a 128-lane row); row b owns the page list
 `table[b]` and holds `length[b]` tokens, token j of the row at (page table[b, j // ps],
 offset j % ps). Tokens are packed from column 0 (a left-padded prompt is packed when it
 is written), so column j of a row is its RoPE position j and `length` alone says what is
@@ -86,8 +87,9 @@ def _to_pool_heads(x_ND, Np: int, Dp: int):
 
 
 def init_pool(cfg: ModelConfig, num_pages: int, page_size: int, shards: int = 0) -> dict:
-    """Zero pages {"k": Ly x [N, num_pages, page_size, Dh], "v": same} in the compute
-    dtype; with `shards` > 0, one pool per batch shard: Ly x [shards, N, num_pages, ps, Dh]
+    """Zero pages {"k": Ly x [Np, num_pages, page_size, Dp], "v": same} in the compute
+    dtype ((Np, Dp) = `pool_heads`: (N, Dh) off the Pallas kernel); with `shards` > 0,
+    one pool per batch shard: Ly x [shards, Np, num_pages, ps, Dp]
     (leading axis on the mesh's batch axes: a shard's rows use only its own pages)."""
     shape = (*pool_heads(cfg)[:1], num_pages, page_size, pool_head_dim(cfg))
     axes = POOL_AXES
