@@ -64,9 +64,9 @@ def lane_pack(cfg: ModelConfig) -> int:
 def pool_heads(cfg: ModelConfig) -> tuple[int, int]:
     """(pool heads, pool head dimension): (N / r, r·Dh rounded up to a multiple of 128,
     zero-padded) when the Pallas kernel reads the pool (`lane_pack` r), else (N, Dh)."""
-    r = lane_pack(cfg)
     if not use_pallas(cfg):
         return cfg.num_kv_heads, cfg.head_dim
+    r = lane_pack(cfg)
     return cfg.num_kv_heads // r, -(-(r * cfg.head_dim) // 128) * 128
 
 
@@ -91,7 +91,8 @@ def init_pool(cfg: ModelConfig, num_pages: int, page_size: int, shards: int = 0)
     dtype ((Np, Dp) = `pool_heads`: (N, Dh) off the Pallas kernel); with `shards` > 0,
     one pool per batch shard: Ly x [shards, Np, num_pages, ps, Dp]
     (leading axis on the mesh's batch axes: a shard's rows use only its own pages)."""
-    shape = (*pool_heads(cfg)[:1], num_pages, page_size, pool_head_dim(cfg))
+    Np, Dp = pool_heads(cfg)
+    shape = (Np, num_pages, page_size, Dp)
     axes = POOL_AXES
     if shards:
         shape, axes = (shards,) + shape, SHARDED_POOL_AXES
