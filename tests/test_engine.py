@@ -7,6 +7,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from helpers.golden import check_golden
 
 from rlx.train.config import ConfigError, apply_overrides, load_config, validate
 from rlx.train.engine import TIMING_PREFIXES, Engine
@@ -68,6 +69,7 @@ def test_exact_resume(tmp_path):
     assert [r["step"] for r in ra] == [0, 1, 2, 3, 4, 5, 6, 6]
     assert ra == rb
     assert any(r.get("grad_norm", 0) > 0 for r in ra)     # the run actually learned something
+    check_golden("grpo_kl", tmp_path / "a")
 
 
 @pytest.mark.parametrize("shape,rules", [((2, 2, 2), "fsdp_tp")])   # all meshes: tests/test_scaleout.py
@@ -93,6 +95,7 @@ def test_eight_devices_equal_one_device(tmp_path, devices8, shape, rules):
 def test_update_compiles_once(tmp_path):
     e, _ = _run(small_config(tmp_path / "run", "train.steps=3", "checkpoint.interval=0", "data.eval_prompts=0"))
     assert e._update._cache_size() == 1
+    check_golden("grpo", tmp_path / "run")
 
 
 def test_config_errors_name_the_key(tmp_path):
@@ -163,6 +166,7 @@ def test_preference_path_trains_dpo(tmp_path, source):
     assert abs(steps[0]["loss"] - np.log(2)) < 1e-5 and abs(steps[0]["reward_margin"]) < 1e-6
     assert steps[-1]["loss"] != steps[0]["loss"]
     assert e.ref_params is not None
+    check_golden(f"dpo_{source}", tmp_path / source)
 
 
 def test_preference_pairs_from_file(tmp_path):
@@ -186,6 +190,7 @@ def test_ppo_with_critic(tmp_path, estimator):
     recs = [r for r in read_jsonl(str(tmp_path / estimator / "metrics.jsonl")) if "critic/loss" in r]
     assert len(recs) == 2 and all(np.isfinite(r["critic/loss"]) for r in recs)
     assert np.abs(np.asarray(e.critic.params["head"]["w"])).sum() > 0   # the critic learned
+    check_golden(f"critic_{estimator}", tmp_path / estimator)
 
 
 @pytest.mark.parametrize("name", ["spo_chain_cpu", "spo_tree_cpu"])
@@ -197,6 +202,7 @@ def test_spo_engine_paths(tmp_path, name):
     e, _ = _run(validate(c))
     recs = [r for r in read_jsonl(str(tmp_path / name / "metrics.jsonl")) if r["step"] > 0 and "loss" in r]
     assert len(recs) == 2 and all(np.isfinite(r["loss"]) for r in recs)
+    check_golden(name, tmp_path / name)
     if name == "spo_chain_cpu":
         for r in recs:   # identical states are evaluated once: never more states than cuts
             assert 0 < r["spo/unique_states"] <= r["spo/cutpoints"] * 4 * c.rl.group_size
@@ -234,6 +240,7 @@ def test_dynamic_sampling_filters_and_resumes_with_its_carry(tmp_path):
     assert all(r["groups/zero_variance_frac"] == 0 for r in steps if r["dynamic/filled"] == 1)
     assert [r["dynamic/carried_in"] for r in steps[1:]] == [r["dynamic/carried_out"] for r in steps[:-1]]
     assert steps[-1]["dynamic/carried_in"] > 0      # the resumed step started from the checkpointed carry
+    check_golden("dapo_dynamic", tmp_path / "a")
     for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(resumed.state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -241,7 +248,7 @@ def test_dynamic_sampling_filters_and_resumes_with_its_carry(tmp_path):
 @pytest.mark.parametrize("extra", [(), ("rl.estimator=gae", "rl.estimator_kwargs.lam=0.95"),
                                    ("rl.loss=gspo", "rl.agg=seq-mean-token-sum-norm", "rl.kl_coef=0.01")],
                          ids=["grpo", "gae_critic", "gspo_drgrpo_agg_kl"])
-def test_trimmed_batches_train_like_full_width_ones(tmp_path, extra):
+def test_trimmed_batches_train_like_full_width_ones(tmp_path, extra, request):
     # rl.pad_multiple drops all-padding columns before the update; the loss, metrics and
     # parameters must be those of the full-width batch (up to float32 reassociation) —
     # also with a critic (values over the trimmed columns), Dr. GRPO's constant normalizer
@@ -253,6 +260,7 @@ def test_trimmed_batches_train_like_full_width_ones(tmp_path, extra):
                                  "rl.minibatches=1", *extra))
         recs = [r for r in read_jsonl(str(tmp_path / str(m) / "metrics.jsonl")) if "loss" in r and r["step"] > 0]
         runs[m] = (e, recs)
+        check_golden(f"trimmed_{request.node.callspec.id}_{m}", tmp_path / str(m))
     (full, rf), (trim, rt) = runs[0], runs[1]
     assert [r["batch/prompt_columns"] for r in rf] == [12, 12]
     assert all(r["batch/prompt_columns"] < 12 for r in rt)           # quickstart prompts are <= 5 tokens

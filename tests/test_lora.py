@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers.golden import check_golden
 
 from rlx import models, sampling
 from rlx.models import lora
@@ -302,6 +303,7 @@ def test_lora_trains_with_every_rollout_kind(tmp_path, kind):
     e.close()
     recs = [r for r in read_jsonl(str(tmp_path / kind / "metrics.jsonl")) if r["step"] > 0 and "loss" in r]
     assert len(recs) == 2 and all(np.isfinite(r["loss"]) for r in recs)
+    check_golden(f"lora_{kind}", tmp_path / kind)
     for a, b in zip(jax.tree.leaves(base0), jax.tree.leaves(lora.base_of(e.state.params))):
         np.testing.assert_array_equal(a, np.asarray(b))                   # the base is frozen
     moved = [float(np.abs(np.asarray(b) - a).max()) for a, b in

@@ -3,6 +3,12 @@
     engine = Engine(config, resume=False)
     summary = engine.run()        # {"accuracy_before": ..., "accuracy_after": ..., ...}
 
+The loop is the same for every rollout kind (`rlx.train.kinds`): the config's kind
+turns (params, prompts, key) into a batch and its metrics (sample -> reward ->
+advantage), the engine runs the kind's update program, the critic's and the
+curriculum's updates, logs and checkpoints. The kind's own state between steps is in
+the checkpoint through `checkpoint_tree` / `checkpoint_meta`.
+
 One code path from one CPU device to a multi-host TPU slice: params and optimizer state
 are sharded by the logical-axis rules of `config.mesh.rules` over the
 (data, fsdp, tensor) mesh, batches over (data, fsdp); the update is one `jit` with
@@ -26,31 +32,28 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from rlx import advantages, losses, parallel, sampling
-from rlx.curriculum import dump, dynamic, recovery
+from rlx import parallel, sampling
+from rlx.curriculum import dump
 from rlx.models import lora
 from rlx.train import critic as tcritic
 from rlx.train import data as tdata
-from rlx.train import estimate, sft
 from rlx.train import preference as tpref
 from rlx.train import resume as rresume
-from rlx.train import spo as tspo
+from rlx.train import sft
 from rlx.train.build import build_model, build_sampler_config, build_tokenizer
 from rlx.train.build import hf_path as build_hf_path
 from rlx.train.checkpoint import CheckpointDamaged, Checkpointer, RestoreError, abstract_like, all_finite
 from rlx.train.compile_cache import setup_compile_cache
 from rlx.train.export import base_is_hf_model, check_lora_base, export_policy, lora_base_meta
 from rlx.train.init_from import load_params
+from rlx.train.kinds import RunContext, StepInputs, make_kind
 from rlx.train.metrics import MetricWriter, read_jsonl
-from rlx.train.metrics_rl import rollout_metrics
 from rlx.train.programs import Programs, critic_trunk, ref_dtype, reference_params
-from rlx.train.rollout import generate_round, to_host, trim_padding
+from rlx.train.rollout import generate_round, to_host
 from rlx.train.signals import GracefulStop
-from rlx.types import Batch
 
 log = logging.getLogger(__name__)
 # Metrics that measure time vary between runs; everything else is deterministic.
@@ -102,9 +105,13 @@ class Engine:
         self.reward_task = tdata.REWARD_TASK[c.data.task]
         self.sampler_cfg = build_sampler_config(c, self.tokenizer)
         self.greedy_cfg = build_sampler_config(c, self.tokenizer, greedy=True)
-        self.sampler_state = sampling.init_state(k_sampler)
         self.programs = progs = Programs.build(c, self.model_cfg, self.mesh, self.rules)
         self.param_sh = progs.param_sh
+        self.ctx = RunContext(config=c, run_dir=self.run_dir, tokenizer=self.tokenizer, model_cfg=self.model_cfg,
+                              sampler_cfg=self.sampler_cfg, greedy_cfg=self.greedy_cfg, programs=progs,
+                              mesh=self.mesh, rules=self.rules, train_src=self.train_src,
+                              reward_task=self.reward_task, sampler_state=sampling.init_state(k_sampler),
+                              put=self.put, sharding=self.sharding)
 
         # The base model: loaded, warm-started (init_from, SFT). A LoRA run rebuilds it on
         # resume too (its checkpoints hold the adapters only), so the base is made whenever
@@ -116,7 +123,7 @@ class Engine:
         with self.sharding():
             params = jax.device_put(params, progs.base_param_sh)
             if c.sft.steps and make_base:
-                params = sft.warm_start(self, params, cached_only=self.lora and self.resume)
+                params = sft.warm_start(self.ctx, params, cached_only=self.lora and self.resume)
             if self.lora:
                 params = progs.attach(params, jax.random.fold_in(k_init, 1))
         self.base_meta = None
@@ -142,7 +149,6 @@ class Engine:
                 self.critic = jax.jit(lambda p: tcritic.init_critic(critic_trunk(p, self.model_cfg), progs.base_cfg,
                                                                     progs.critic_optimizer),
                                       out_shardings=progs.critic_sh)(params)
-            self._values = progs.values
             self._critic_update = progs.critic_update
         self.dump_state = (dump.init(len(self.train_src.sizes), c.data.dump_window)
                            if c.data.curriculum == "dump" else None)
@@ -150,22 +156,11 @@ class Engine:
         rep = parallel.replicated(self.mesh)
         self.sampler_state = jax.device_put(self.sampler_state, rep)
         self.dump_state = None if self.dump_state is None else jax.device_put(self.dump_state, rep)
-        self.carry = None          # dynamic sampling: groups carried into the next batch
         self.step = 0
 
         self._update = progs.update
-        self._logprobs = progs.logprobs
-        self._logprobs_T = progs.logprobs_T
-        self._update_widths: set[tuple[int, int]] = set()    # distinct (prompt, completion) widths
-        self.edge_buffer = None
-        if c.rl.estimator == "spo_tree":
-            lens = sampling.segment_lengths(c.sampler.max_new_tokens, len(c.spo.branching), c.spo.segment_len)
-            self.edge_buffer = jax.device_put(tspo.make_edge_buffer(
-                self, c.sampler.max_prompt_len + sum(lens[:-1]), max(lens)), parallel.replicated(self.mesh))
-        if self.preference:
-            self._pref_update = progs.pref_update
-            self._pref_ref = progs.pref_ref
-            self._pairs = tpref.load_pairs(c.pref.path) if c.pref.path else None
+        self._updates = {"policy": progs.update, "preference": progs.pref_update}
+        self.kind = make_kind(c, self.ctx)       # rlx.train.kinds: what one step trains on
         self.accuracy_before = None
         self.nonfinite_steps = 0               # consecutive steps with a skipped (non-finite) update
         restored = self._restore() if self.resume else None
@@ -174,6 +169,20 @@ class Engine:
         if jax.process_index() == 0:
             with open(os.path.join(self.run_dir, "config.json"), "w") as f:
                 f.write(c.to_json_best_effort(indent=2))
+
+    @property
+    def sampler_state(self):
+        """The sampler's RNG state (held by the run context; every sampling advances it)."""
+        return self.ctx.sampler_state
+
+    @sampler_state.setter
+    def sampler_state(self, value):
+        self.ctx.sampler_state = value
+
+    @property
+    def edge_buffer(self):
+        """SPO-tree's edge replay buffer (None for other rollout kinds)."""
+        return getattr(self.kind, "edge_buffer", None)
 
     # ------------------------------------------------------------------ placement
     def sharding(self):
@@ -202,8 +211,7 @@ class Engine:
             tree["dump"] = self.dump_state
         if self.critic is not None:
             tree["critic"] = self.critic
-        if self.edge_buffer is not None:
-            tree["edges"] = self.edge_buffer
+        tree.update(self.kind.checkpoint_tree())
         return tree
 
     def save(self) -> None:
@@ -212,9 +220,8 @@ class Engine:
             raise FloatingPointError(f"step {self.step}: the policy parameters are not finite; refusing to save "
                                      f"them over the good checkpoints in {self.ckpt.directory}")
         meta = {"step": self.step, "config": json.loads(self.config.to_json_best_effort()),
-                "accuracy_before": self.accuracy_before, "lora_base": self.base_meta,
-                "carry": None if self.carry is None else {
-                    k: v.tolist() for k, v in self.carry.items()}}
+                "accuracy_before": self.accuracy_before, "lora_base": self.base_meta, "carry": None,
+                **self.kind.checkpoint_meta()}
         self.ckpt.save(self.step, self._ckpt_tree(), meta)
         self._saved_step = self.step
 
@@ -254,237 +261,40 @@ class Engine:
         self.ref_params = tree.get("ref_params", self.ref_params)
         self.dump_state = tree.get("dump", self.dump_state)
         self.critic = tree.get("critic", self.critic)
-        self.edge_buffer = tree.get("edges", self.edge_buffer)
-        self.carry = None if meta.get("carry") is None else {
-            k: np.asarray(v, dtype=_CARRY_DTYPES.get(k, np.float32)) for k, v in meta["carry"].items()}
+        self.kind.restore_tree(tree)
+        self.kind.restore_meta(meta)
         self.step = int(meta["step"])
         return self.step
 
     # ------------------------------------------------------------------ one RL step
-    def _round(self, key, num_prompts: int):
-        c = self.config
-        src, ex = tdata.select_prompts(key, self.train_src.sizes, num_prompts, c.data.curriculum,
-                                       self.dump_state, c.data.dump_c, c.data.dump_tau)
-        examples = self.train_src.lookup(src, ex)
-        with self.sharding():
-            return generate_round(self, self.state.params, examples, src, ex, c.rl.group_size,
-                                  self.sampler_cfg, self.put)
-
-    def collect(self, key) -> tuple[dict, np.ndarray, dict]:
-        """Groups for one batch: (groups [P, ...], valid_P, info)."""
-        c = self.config
-        P = c.rl.prompts_per_step
-        if not c.rl.dynamic_sampling:
-            groups, info = self._round(key, P)
-            return groups, np.ones(P, bool), info
-        infos = []
-
-        def round_fn(i):
-            g, inf = self._round(jax.random.fold_in(key, i), P)
-            infos.append(inf)
-            return g, g["rewards"], None
-
-        buf = self._carry_buffer(2 * P * c.rl.max_sampling_rounds)
-        batch, valid, buf, dinfo = dynamic.fill_batch(round_fn, buf, P, max_rounds=c.rl.max_sampling_rounds)
-        n = int(buf.size)
-        # The carry: the n oldest groups left in the buffer (what `recovery.pop(buf, n)` takes),
-        # read on the host so that no program is compiled per carry size.
-        self.carry = None if n == 0 else jax.tree.map(lambda x: np.asarray(x)[:n], buf.data)
-        info = {k: sum(i[k] for i in infos) for k in infos[0]} if infos else {}
-        info.update(dinfo)
-        return jax.tree.map(np.asarray, batch), np.asarray(valid), info
-
-    def _carry_buffer(self, capacity: int) -> recovery.GroupBuffer:
-        """A group buffer holding the carried groups (built on the host: fixed shapes, no
-        compile per carry size; equal to `recovery.push(recovery.init(...), carry)`)."""
-        data = {k: np.zeros((capacity,) + v.shape, v.dtype) for k, v in self._group_template().items()}
-        n = 0 if self.carry is None else len(self.carry["rewards"])
-        for k in data:
-            if n:
-                data[k][:n] = self.carry[k]
-        return recovery.GroupBuffer(data=jax.tree.map(jnp.asarray, data), size=jnp.asarray(n, jnp.int32),
-                                    dropped=jnp.zeros((), jnp.int32))
-
-    def _group_template(self) -> dict:
-        """Zeros shaped like one group of `generate_round`'s output (buffer layout)."""
-        from rlx.rewards import get_task
-        G, Lp, T = self.config.rl.group_size, self.sampler_cfg.max_prompt_len, self.sampler_cfg.max_new_tokens
-        C = max(1, get_task(self.reward_task).num_components)
-        shapes = {"prompt_tokens": (G, Lp), "prompt_mask": (G, Lp), "completion_tokens": (G, T),
-                  "completion_mask": (G, T), "logprobs": (G, T), "sampling_logprobs": (G, T),
-                  "finish_reason": (G,), "lengths": (G,), "rewards": (G,), "success": (G,),
-                  "components": (C, G), "cluster_ids": (G,), "source_ids": (), "example_ids": ()}
-        return {k: np.zeros(s, _CARRY_DTYPES.get(k, np.float32)) for k, s in shapes.items()}
-
-    def preference_step(self) -> dict:
-        """One step of a preference loss on offline or on-policy pairs (rlx.train.preference)."""
-        c = self.config
-        t0 = time.perf_counter()
-        key = jax.random.fold_in(self.data_key, self.step)
-        P, m = c.rl.prompts_per_step, {}
-        if c.pref.source == "online":
-            groups, info = self._round(key, P)
-            pairs, valid = tpref.online_pairs(groups)
-            b = tpref.PreferenceBatch(*(self.put(pairs[k]) for k in (
-                "prompt_tokens", "prompt_mask", "chosen_tokens", "chosen_mask", "rejected_tokens",
-                "rejected_mask")), self.put(valid))
-            P_, G = groups["rewards"].shape
-            m.update(rollout_metrics(groups["rewards"], groups["success"], groups["lengths"].reshape(-1),
-                                     groups["finish_reason"].reshape(-1), np.ones((P_, G), bool),
-                                     tuple(c.log.pass_k)))
-            m.update(info)
-        else:
-            rng = np.random.default_rng([c.seed, self.step])
-            if self._pairs is not None:
-                idx = rng.integers(0, len(self._pairs), P)
-                recs = [self._pairs[i] for i in idx]
-                prompts, chosen, rejected = ([r[k] for r in recs] for k in ("prompt", "chosen", "rejected"))
-            else:
-                src, ex = tdata.select_prompts(key, self.train_src.sizes, P, "uniform")
-                examples = self.train_src.lookup(src, ex)
-                prompts = [e["prompt"] for e in examples]
-                chosen = [tdata.demonstration(e) for e in examples]
-                rejected = [tpref.corrupt(e, rng) for e in examples]
-            valid = np.ones(P, bool)
-            b = tpref.pair_batch(self, prompts, chosen, rejected, valid)
-        with self.sharding():
-            ref_c, ref_r = self._pref_ref(self.reference(), b)
-            t1 = time.perf_counter()
-            self.state, upd = self._pref_update(self.state, b, ref_c, ref_r)
-            upd = {k: to_host(v) for k, v in upd.items()}
-        m.update({k: float(v) for k, v in upd.items()})
-        m["pairs/valid_frac"] = float(np.mean(valid))
-        m["time/train"] = time.perf_counter() - t1
-        m["time/step"] = time.perf_counter() - t0
-        return m
-
-    def spo_bucket(self, n: int) -> int:
-        """Number of SPO-chain prefixes to generate for n unique states: the next power of
-        two (>= 8), so the continuation sampler compiles for a few shapes only."""
-        return max(8, 1 << (max(n, 1) - 1).bit_length())
-
-    def spo_tree_step(self) -> dict:
-        c = self.config
-        t0 = time.perf_counter()
-        key = jax.random.fold_in(self.data_key, self.step)
-        P = c.rl.prompts_per_step
-        src, ex = tdata.select_prompts(key, self.train_src.sizes, P, c.data.curriculum, self.dump_state,
-                                       c.data.dump_c, c.data.dump_tau)
-        examples = self.train_src.lookup(src, ex)
-        qid = np.asarray(src, np.int64) * tdata.GENERATED_SIZE + np.asarray(ex)   # question identity
-        edges, valid, m = tspo.tree_batch(self, jax.random.fold_in(key, 1), examples, qid % (2**31 - 1))
-        t_sample = time.perf_counter() - t0
-        with self.sharding():
-            adv, amet = advantages.edge_token_advantages(edges["advantage"], edges["completion_mask"],
-                                                         edges["old_T"], valid=valid, threshold=c.spo.threshold)
-            keep = losses.spo_probability_mask(edges["old_T"], edges["completion_mask"], threshold=c.spo.threshold)
-            cmask = edges["completion_mask"] & valid[:, None]
-            h = {k: self.put(to_host(v)) for k, v in edges.items()}
-            batch = Batch.create(
-                prompt_tokens=h["prompt_tokens"], prompt_mask=h["prompt_mask"],
-                completion_tokens=h["completion_tokens"], completion_mask=self.put(to_host(cmask)),
-                advantages=self.put(to_host(adv)), old_logprobs=h["logprobs"], rewards=h["reward"],
-                valid=self.put(to_host(valid)), loss_mask=self.put(to_host(keep & cmask)))
-            if self.uses_ref:
-                batch = batch.replace(ref_logprobs=self._logprobs(
-                    self.reference(), batch.prompt_tokens, batch.prompt_mask, batch.completion_tokens,
-                    batch.completion_mask))
-            t1 = time.perf_counter()
-            self.state, upd = self._update(self.state, batch)
-            upd = {k: to_host(v) for k, v in upd.items()}
-        m.update({k: float(v) for k, v in upd.items()})
-        m.update({f"adv/{k}": float(to_host(v)) for k, v in amet.items()})
-        m["time/sample"] = t_sample
-        m["time/train"] = time.perf_counter() - t1
-        m["time/step"] = time.perf_counter() - t0
-        m["throughput/sample_tokens_per_s"] = m["tokens/sampled"] / max(t_sample, 1e-9)
-        return m
-
     def rl_step(self) -> dict:
+        """One step: the rollout kind's batch (sample -> reward -> advantage), the update,
+        the critic's update, the curriculum's; returns the step's metrics."""
         c = self.config
-        if self.preference:
-            return self.preference_step()
-        if c.rl.estimator == "spo_tree":
-            return self.spo_tree_step()
         t0 = time.perf_counter()
         key = jax.random.fold_in(self.data_key, self.step)
-        groups, valid_P, info = self.collect(key)
-        P, G = groups["rewards"].shape
-        B = P * G
-        valid_PG = np.broadcast_to(valid_P[:, None], (P, G)).copy()
-        flat = {k: v.reshape((B,) + v.shape[2:]) for k, v in groups.items()
-                if k not in ("components", "cluster_ids", "source_ids", "example_ids")}
-        if c.rl.estimator != "spo_chain":      # SPO-chain continues from the sampler's full-width rows
-            flat = trim_padding(flat, c.rl.pad_multiple)
-        rewards_PG = groups["rewards"].copy()
-        ov = c.rl.overlong_cache
-        if ov:
-            from rlx.rewards import overlong_penalty
-            rewards_PG += np.asarray(overlong_penalty(flat["lengths"], max_len=c.sampler.max_new_tokens,
-                                                      cache_len=ov)).reshape(P, G)
-        dev = {k: self.put(flat[k]) for k in ("prompt_tokens", "prompt_mask", "completion_tokens",
-                                              "completion_mask", "logprobs")}
+        r = self.kind.collect(StepInputs(params=self.state.params,
+                                         reference=self.reference() if self.uses_ref else None,
+                                         critic=self.critic, key=key, step=self.step, curriculum=self.dump_state))
         with self.sharding():
-            old = dev["logprobs"]
-            if c.rl.recompute_old_logprobs:
-                old = self._logprobs(self.state.params, dev["prompt_tokens"], dev["prompt_mask"],
-                                     dev["completion_tokens"], dev["completion_mask"])
-            ref = None
-            if self.uses_ref:
-                ref = self._logprobs(self.reference(), dev["prompt_tokens"], dev["prompt_mask"],
-                                     dev["completion_tokens"], dev["completion_mask"])
-                if c.rl.kl_placement == "reward":
-                    kl_B = to_host(jnp.sum(jnp.where(dev["completion_mask"],
-                                                     losses.kl(old, ref, c.rl.kl_kind), 0.0), axis=1))
-                    rewards_PG = rewards_PG - c.rl.kl_coef * kl_B.reshape(P, G)
-            values = None
-            if self.critic is not None:
-                values = self._values(self.critic.params, dev["prompt_tokens"], dev["prompt_mask"],
-                                      dev["completion_tokens"], dev["completion_mask"])
-            loss_mask = None
-            if c.rl.estimator == "spo_chain":
-                old_T = self._logprobs_T(self.state.params, dev["prompt_tokens"], dev["prompt_mask"],
-                                         dev["completion_tokens"], dev["completion_mask"])
-                examples_B = [e for e in self.train_src.lookup(groups["source_ids"], groups["example_ids"])
-                              for _ in range(G)]
-                adv_BT, loss_mask, est_metrics = tspo.chain_advantages(
-                    self, flat, examples_B, np.where(valid_PG, rewards_PG, 0.0).reshape(B), dev, old_T)
-                adv_PG, returns = estimate._sequence_view(adv_BT, dev["completion_mask"], P, G), None
-                loss_mask = loss_mask & dev["completion_mask"]
-            else:
-                adv_BT, adv_PG, est_metrics, returns = estimate.advantages_for(
-                    c.rl, rewards_PG, valid_PG, groups, flat, old, dev["completion_mask"], values)
-            batch = Batch.create(
-                prompt_tokens=dev["prompt_tokens"], prompt_mask=dev["prompt_mask"],
-                completion_tokens=dev["completion_tokens"], completion_mask=dev["completion_mask"],
-                advantages=adv_BT, old_logprobs=old, ref_logprobs=ref,
-                rewards=self.put(rewards_PG.reshape(B)), valid=self.put(valid_PG.reshape(B)), loss_mask=loss_mask)
             t1 = time.perf_counter()
-            self._update_widths.add((batch.prompt_tokens.shape[1], batch.completion_tokens.shape[1]))
-            self.state, upd = self._update(self.state, batch)
-            if self.critic is not None:
+            self.state, upd = self._updates[self.kind.update](self.state, r.batch, *r.update_args)
+            if r.critic is not None:
                 ckey = jax.random.fold_in(jax.random.fold_in(self.data_key, self.step), 1 << 20)
-                self.critic, cmet = self._critic_update(self.critic, ckey, batch, returns, values)
+                self.critic, cmet = self._critic_update(self.critic, ckey, r.batch, *r.critic)
                 upd.update(cmet)
             upd = {k: to_host(v) for k, v in upd.items()}
         t_train = time.perf_counter() - t1
-        if self.dump_state is not None:
-            self.dump_state = dump.update(self.dump_state, np.repeat(groups["source_ids"], G),
-                                          adv_PG.reshape(B), valid_PG.reshape(B))
-        m = rollout_metrics(groups["rewards"], groups["success"], flat["lengths"], flat["finish_reason"],
-                            valid_PG, tuple(c.log.pass_k))
+        curriculum = self.dump_state is not None and r.curriculum is not None
+        if curriculum:
+            self.dump_state = dump.update(self.dump_state, *r.curriculum)
+        m = dict(r.metrics)
         m.update({k: float(v) for k, v in upd.items()})
-        m.update({(k if k.startswith("spo/") else f"adv/{k}"): float(to_host(v)) for k, v in est_metrics.items()})
-        m.update(info)
-        m["batch/prompt_columns"] = float(flat["prompt_tokens"].shape[1])      # after trim_padding
-        m["batch/completion_columns"] = float(flat["completion_tokens"].shape[1])
-        m["compile/update_programs"] = float(len(self._update_widths))    # one compile per distinct width
         m["time/train"] = t_train
         m["time/step"] = time.perf_counter() - t0
-        m["throughput/sample_tokens_per_s"] = info.get("tokens/sampled", 0.0) / max(info.get("time/sample", 0), 1e-9)
-        m["throughput/train_tokens_per_s"] = (c.rl.epochs * float(flat["completion_mask"].sum())
-                                              / max(t_train, 1e-9))
-        if self.dump_state is not None:
+        if r.train_tokens:
+            m["throughput/train_tokens_per_s"] = r.train_tokens / max(t_train, 1e-9)
+        if curriculum:
             for k, v in dump.metrics(self.dump_state, c.data.dump_c, c.data.dump_tau).items():
                 for j, x in enumerate(to_host(v)):
                     m[f"{k}/{j}"] = float(x)
@@ -499,7 +309,7 @@ class Engine:
         saved = self.sampler_state
         ids = np.arange(len(self.eval_examples))
         with self.sharding():
-            g, _ = generate_round(self, params, self.eval_examples, ids * 0, ids, 1, self.greedy_cfg, self.put)
+            g, _ = generate_round(self.ctx, params, self.eval_examples, ids * 0, ids, 1, self.greedy_cfg, self.put)
         self.sampler_state = saved      # evaluation never advances the training RNG
         return float(g["success"].mean())
 
@@ -586,9 +396,5 @@ class Engine:
         self.ckpt.close()
         self.writer.close()
 
-
-_CARRY_DTYPES = {"prompt_tokens": np.int32, "completion_tokens": np.int32, "prompt_mask": bool,
-                 "completion_mask": bool, "finish_reason": np.int32, "lengths": np.int32,
-                 "success": bool, "cluster_ids": np.int32, "source_ids": np.int32, "example_ids": np.int32}
 
 __all__ = ["Engine", "TIMING_PREFIXES"]

@@ -15,7 +15,7 @@ signature names, from what a rollout holds:
 Estimators that need what an RL batch of single-turn completions does not have —
 multi-step trajectories (gigpo), budgets (brpo), exit
 positions (s_grpo), per-prompt state (single_stream, history_length) — are used as
-functions directly; SPO's Monte-Carlo values come from rlx.train.spo;
+functions directly; SPO's Monte-Carlo values come from rlx.train.kinds.spo_chain;
 `ENGINE_ESTIMATORS` lists what a config can name, and validation rejects the rest.
 """
 

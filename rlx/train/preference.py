@@ -87,12 +87,14 @@ def encode_responses(tokenizer, texts: list[str], T: int, pad_id: int):
     return tok, mask
 
 
-def pair_batch(engine, prompts, chosen, rejected, valid) -> PreferenceBatch:
-    s = engine.sampler_cfg
-    pt, pm, _ = tdata.encode_prompts(engine.tokenizer, prompts, s.max_prompt_len, s.pad_id)
-    ct, cm = encode_responses(engine.tokenizer, chosen, s.max_new_tokens, s.pad_id)
-    rt, rm = encode_responses(engine.tokenizer, rejected, s.max_new_tokens, s.pad_id)
-    return PreferenceBatch(*(engine.put(x) for x in (pt, pm, ct, cm, rt, rm, np.asarray(valid, bool))))
+def pair_batch(ctx, prompts, chosen, rejected, valid) -> PreferenceBatch:
+    """The pairs tokenized by the run's tokenizer and placed on its mesh (`ctx`: a
+    `rlx.train.kinds.RunContext`)."""
+    s = ctx.sampler_cfg
+    pt, pm, _ = tdata.encode_prompts(ctx.tokenizer, prompts, s.max_prompt_len, s.pad_id)
+    ct, cm = encode_responses(ctx.tokenizer, chosen, s.max_new_tokens, s.pad_id)
+    rt, rm = encode_responses(ctx.tokenizer, rejected, s.max_new_tokens, s.pad_id)
+    return PreferenceBatch(*(ctx.put(x) for x in (pt, pm, ct, cm, rt, rm, np.asarray(valid, bool))))
 
 
 def online_pairs(groups: dict) -> tuple[dict, np.ndarray]:

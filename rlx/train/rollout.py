@@ -113,31 +113,32 @@ def answer_clusters(texts: list[str], P: int, G: int) -> np.ndarray:
     return out
 
 
-def generate_round(engine, params, examples: list[dict], source_ids, example_ids, group_size: int,
+def generate_round(ctx, params, examples: list[dict], source_ids, example_ids, group_size: int,
                    sampler_cfg, put) -> tuple[dict, dict]:
     """Samples `group_size` completions for each example and scores them.
 
+    `ctx` is the run's `rlx.train.kinds.RunContext` (its sampler state advances);
     `put(x)` places a host array on the mesh (batch-sharded). Returns (groups, info)
     where info has timing and token counts.
     """
     P, G = len(examples), group_size
     t0 = time.perf_counter()
-    toks, mask, truncated = tdata.encode_prompts(engine.tokenizer, [e["prompt"] for e in examples],
+    toks, mask, truncated = tdata.encode_prompts(ctx.tokenizer, [e["prompt"] for e in examples],
                                                  sampler_cfg.max_prompt_len, sampler_cfg.pad_id)
     if sampler_cfg.rows_per_call:      # chunked: the sampler slices the host arrays, `put` places them
         args = (toks, mask)
     else:
         args = (put(toks), put(mask))
-    out, engine.sampler_state = sampling.generate(params, engine.model_cfg, sampler_cfg, engine.sampler_state,
+    out, ctx.sampler_state = sampling.generate(params, ctx.model_cfg, sampler_cfg, ctx.sampler_state,
                                                   *args, G, put=put)
     host = {k: to_host(getattr(out, k)) for k in (
         "prompt_tokens", "prompt_mask", "completion_tokens", "completion_mask", "logprobs",
         "sampling_logprobs", "finish_reason", "lengths")}
     t_sample = time.perf_counter() - t0
-    texts = tdata.decode_completions(engine.tokenizer, host["completion_tokens"], host["lengths"])
+    texts = tdata.decode_completions(ctx.tokenizer, host["completion_tokens"], host["lengths"])
     rep = [ex for ex in examples for _ in range(G)]
-    r, comps, stats = score_completions(engine.config, engine.reward_task, texts, rep)
-    succ = success_of(engine.reward_task, r, comps)
+    r, comps, stats = score_completions(ctx.config, ctx.reward_task, texts, rep)
+    succ = success_of(ctx.reward_task, r, comps)
     comps = r[None] if comps is None else comps                      # [C, B]
     groups = {k: v.reshape((P, G) + v.shape[1:]) for k, v in host.items()}
     groups["rewards"] = r.reshape(P, G).astype(np.float32)

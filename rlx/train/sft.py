@@ -40,13 +40,13 @@ def _settings(c) -> dict:
             "sampler": keep("sampler")}
 
 
-def demonstrations(engine, num: int, seed: int):
+def demonstrations(ctx, num: int, seed: int):
     """Tokenized (prompt, gold completion + EOS) pairs drawn uniformly from the sources."""
-    tok = engine.tokenizer
-    s = engine.sampler_cfg
+    tok = ctx.tokenizer
+    s = ctx.sampler_cfg
     key = jax.random.key(seed)
-    src, ex = tdata.select_prompts(key, engine.train_src.sizes, num, "uniform")
-    examples = engine.train_src.lookup(src, ex)
+    src, ex = tdata.select_prompts(key, ctx.train_src.sizes, num, "uniform")
+    examples = ctx.train_src.lookup(src, ex)
     p_tok, p_mask, _ = tdata.encode_prompts(tok, [e["prompt"] for e in examples], s.max_prompt_len, s.pad_id)
     c_tok = np.full((num, s.max_new_tokens), s.pad_id, np.int32)
     c_mask = np.zeros((num, s.max_new_tokens), bool)
@@ -58,13 +58,13 @@ def demonstrations(engine, num: int, seed: int):
     return p_tok, p_mask, c_tok, c_mask
 
 
-def warm_start(engine, params, *, cached_only: bool = False):
-    """The SFT warm start of `params`: the run's cache (`run_dir/sft`) when its settings
-    match, else trained and cached. `cached_only` (a LoRA run resuming: its checkpoints
-    hold adapters trained on this very base) refuses to retrain — and so to overwrite the
-    cache — with a RestoreError."""
-    c = engine.config
-    cache = os.path.join(engine.run_dir, "sft")
+def warm_start(ctx, params, *, cached_only: bool = False):
+    """The SFT warm start of `params` (`ctx`: the run's `rlx.train.kinds.RunContext`):
+    the run's cache (`run_dir/sft`) when its settings match, else trained and cached.
+    `cached_only` (a LoRA run resuming: its checkpoints hold adapters trained on this
+    very base) refuses to retrain — and so to overwrite the cache — with a RestoreError."""
+    c = ctx.config
+    cache = os.path.join(ctx.run_dir, "sft")
     settings = _settings(c)
     stamp = os.path.join(cache, "rlx_sft.json")
     why = "it is missing"
@@ -74,25 +74,25 @@ def warm_start(engine, params, *, cached_only: bool = False):
         if old == json.loads(json.dumps(settings)):
             cached, _ = models.from_hf(cache)
             cached = jax.tree.map(lambda x, p: x.astype(p.dtype), cached, params)
-            return jax.device_put(cached, engine.programs.base_param_sh)
+            return jax.device_put(cached, ctx.programs.base_param_sh)
         why = "it was made with other settings"
     if cached_only:
         from rlx.train.checkpoint import RestoreError
         raise RestoreError(f"--resume: this LoRA run's checkpoints hold adapters trained on the SFT warm start "
                            f"cached in {cache}, but {why}; restore that directory (or start a new run)")
-    progs = engine.programs
+    progs = ctx.programs
     cfg = progs.base_cfg
     opt_sh = shardings_like_params(jax.eval_shape(progs.sft_optimizer.init, params), params, progs.base_param_sh,
-                                   engine.mesh)
+                                   ctx.mesh)
     opt_state = jax.jit(progs.sft_optimizer.init, out_shardings=opt_sh)(params)
     step = progs.sft_step
     n = c.sft.steps * c.sft.batch_size
-    data = demonstrations(engine, n, c.seed + 1)
+    data = demonstrations(ctx, n, c.seed + 1)
     bs = c.sft.batch_size
     bar = trange(c.sft.steps, desc="SFT warm start", disable=not c.log.progress or jax.process_index() != 0)
     for i in bar:
         sl = slice(i * bs, (i + 1) * bs)
-        params, opt_state, loss = step(params, opt_state, *(engine.put(x[sl]) for x in data))
+        params, opt_state, loss = step(params, opt_state, *(ctx.put(x[sl]) for x in data))
         if i % 10 == 0 or i == c.sft.steps - 1:
             bar.set_postfix(nll=f"{float(loss):.3f}", refresh=False)
     from rlx.train.rollout import to_host

@@ -1,0 +1,100 @@
+"""What every rollout kind shares: the run context it reads, the step inputs it gets, the
+rollout it returns.
+
+A rollout kind turns (params, tasks, key) into one training batch plus its metrics;
+the engine (`rlx.train.engine`) is the loop that drives any kind:
+
+    rollout = kind.collect(StepInputs(params, reference, critic, key, step, curriculum))
+    state, metrics = update program[kind.update](state, rollout.batch, *rollout.update_args)
+    critic update (rollout.critic), curriculum update (rollout.curriculum), log, checkpoint
+
+A kind holds the state of its own between steps (dynamic sampling's carried groups,
+SPO-tree's edge replay buffer, a file of preference pairs) and says what of it a
+checkpoint keeps: arrays in `checkpoint_tree` (restored by Orbax), small host values
+in `checkpoint_meta` (JSON).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+
+@dataclasses.dataclass
+class RunContext:
+    """The pieces of a run a rollout kind reads (built once by the engine). `sampler_state`
+    is the sampler's RNG state: whoever samples advances it here."""
+    config: Any
+    run_dir: str
+    tokenizer: Any
+    model_cfg: Any
+    sampler_cfg: Any            # training samples
+    greedy_cfg: Any             # evaluation
+    programs: Any               # rlx.train.programs.Programs
+    mesh: Any
+    rules: Any
+    train_src: Any              # rlx.train.data sources
+    reward_task: str
+    sampler_state: Any
+    put: Callable               # host array -> batch-sharded global array
+    sharding: Callable          # context for tracing model code under the mesh's rules
+
+
+@dataclasses.dataclass
+class StepInputs:
+    """What one step's rollout may use: the current policy and reference params (None
+    when the run has no reference), the critic's state (None without one), the step's
+    data key, the step number and the curriculum's state (DUMP; None when uniform)."""
+    params: Any
+    reference: Any
+    critic: Any
+    key: Any
+    step: int
+    curriculum: Any
+
+
+@dataclasses.dataclass
+class Rollout:
+    """One step's training batch and what the engine does with it.
+
+    batch        the update program's batch (`rlx.types.Batch`, or a PreferenceBatch)
+    metrics      host floats known before the update (rewards, lengths, advantages, ...)
+    update_args  further arguments of the update program (preference: reference log-probs)
+    critic       (returns, values) for the critic's update, or None
+    curriculum   (source ids [B], sequence advantages [B], valid [B]) for DUMP, or None
+    train_tokens tokens the update trains on, all epochs (for its throughput; 0: not logged)
+    """
+    batch: Any
+    metrics: dict
+    update_args: tuple = ()
+    critic: tuple | None = None
+    curriculum: tuple | None = None
+    train_tokens: float = 0.0
+
+
+class RolloutKind:
+    """Base of the rollout kinds. `update` names the program that trains on the batch
+    ("policy": `Programs.update`, "preference": `Programs.pref_update`)."""
+    name = "?"
+    update = "policy"
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+
+    def collect(self, inputs: StepInputs) -> Rollout:
+        raise NotImplementedError
+
+    def checkpoint_tree(self) -> dict:
+        """Arrays the checkpoint holds for this kind (keys of the checkpoint's tree)."""
+        return {}
+
+    def restore_tree(self, tree: dict) -> None:
+        """Takes back what `checkpoint_tree` saved (the restored checkpoint tree)."""
+
+    def checkpoint_meta(self) -> dict:
+        """JSON-able host state the checkpoint's meta holds for this kind."""
+        return {}
+
+    def restore_meta(self, meta: dict) -> None:
+        """Takes back what `checkpoint_meta` saved (the restored checkpoint's meta)."""
