@@ -127,14 +127,20 @@ def test_reinforce_pp_hand_case():
     np.testing.assert_allclose(adv[0], (g - g.mean()) / np.sqrt(0.1458333 + 1e-8), rtol=1e-5)
 
 
-def test_reinforce_pp_resets_at_masked_positions():
-    # gamma 1, r = [1, 2, 9, 4] with token 2 masked out: the running return restarts
-    # there (verl semantics): returns = [1 + 2, 2, -, 4] = [3, 2, -, 4].
+def test_reinforce_pp_passes_through_masked_positions():
+    # gamma 1, r = [1, 2, 9, 4] with token 2 masked out (an observation span): the masked
+    # token adds nothing and the return passes through it: G = [1 + 2 + 4, 2 + 4, -, 4]
+    # = [7, 6, -, 4] (verl's loop would restart there: [3, 2, -, 4]).
     r = jnp.array([[1.0, 2.0, 9.0, 4.0], [0.5, 0.0, 0.0, 0.0]])
     m = jnp.array([[1, 1, 0, 1], [1, 0, 0, 0]], bool)
     adv, _ = A.reinforce_pp(r, m)
-    G = np.array([[3.0, 2.0, 0.0, 4.0], [0.5, 0, 0, 0]])
+    G = np.array([[7.0, 6.0, 0.0, 4.0], [0.5, 0, 0, 0]])
     np.testing.assert_allclose(adv, np_whiten(G, np.asarray(m)), rtol=1e-5, atol=1e-6)
+    # gamma .5 discounts per model token, not per position: r = [1, 0, 0, 2], mask
+    # [1, 0, 1, 1]: G_3 = 2, G_2 = 0 + .5 * 2 = 1, G_0 = 1 + .5 * G_2 = 1.5 (the masked
+    # token in between neither discounts nor resets).
+    _, met = A.reinforce_pp(jnp.array([[1.0, 0.0, 0.0, 2.0]]), jnp.array([[1, 0, 1, 1]], bool), gamma=0.5)
+    np.testing.assert_allclose(met["returns_mean"], (1.5 + 1 + 2) / 3, rtol=1e-6)
 
 
 def np_reinforce_pp_baseline(r, mask, valid, eps=1e-8):

@@ -168,11 +168,17 @@ def reinforce_pp(rewards, mask, *, gamma: float = 1.0, eps: float = 1e-8):
 
     Paper: "REINFORCE++: A Simple and Efficient Approach for Aligning Large Language
     Models". Recursion from verl's `compute_reinforce_plus_plus_outcome_advantage`:
-    G_t = r_t + gamma G_{t+1}, with the running return reset to 0 at every masked-out
-    position (so padding never leaks into the response); then `masked_whiten` over the
+    G_t = r_t + gamma G_{t+1} over the masked-in tokens; then `masked_whiten` over the
     masked tokens (unbiased variance, eps 1e-8). `rewards` `[B, T]` are token rewards
     with the KL penalty already folded in (`outcome_token_rewards`); gamma defaults to
     1 (verl's `algorithm.gamma`).
+
+    Masked-out positions inside a row (a multi-turn episode's observation / tool tokens)
+    pass the return through: there G is not changed — no reward, no discount — and
+    "t+1" is the next masked-in token, as in `gae_advantages_and_returns`. verl's loop
+    instead resets the running return at every masked-out position, which cuts the
+    return at each tool span (the multi-turn bug of verl PR #6376); for a mask that is a
+    prefix of the row (single-turn responses, right padding) the two are identical.
     """
     x, m, row_ok = _token_inputs("reinforce_pp", mask, rewards=rewards)
     r = x["rewards"]
@@ -180,7 +186,7 @@ def reinforce_pp(rewards, mask, *, gamma: float = 1.0, eps: float = 1e-8):
     def step(running, inp):
         rt, mt = inp
         g = rt + gamma * running
-        return jnp.where(mt, g, 0), jnp.where(mt, g, 0)
+        return jnp.where(mt, g, running), jnp.where(mt, g, 0)
 
     _, ret_TB = jax.lax.scan(step, jnp.zeros(r.shape[:1], r.dtype), (r.T, m.T), reverse=True)
     adv = ops.masked_whiten(ret_TB.T, m, ddof=1, eps=eps)
