@@ -1,6 +1,7 @@
 """Environments for multi-turn rollouts: the protocol (`base`), a batch stepped in
 parallel with time limits (`pool`), offline environments (`gridworld`, `sokoban`) and a
-sandboxed Python tool for model-written code (`sandbox.run_python`)."""
+sandboxed Python tool for model-written code (`sandbox.run_python`); multi-turn episodes
+built token-in / token-out (`episodes.run_episodes`)."""
 
 from rlx.envs.base import Env, StepResult, check_result
 from rlx.envs.gridworld import GridWorld

@@ -1,0 +1,144 @@
+"""rlx.envs.episodes: multi-turn episodes built token-in / token-out.
+
+References: the environment's own observations (known here) tokenized by the test's
+encoder, the sampler's prompts of each turn (recorded), and the trainer's
+`completion_logprobs` over the final token sequence (an independent forward)."""
+
+import jax
+import numpy as np
+import pytest
+
+from rlx import models, sampling
+from rlx.envs import EnvPool, StepResult
+from rlx.envs import episodes as E
+
+V = 40
+STOP = 5
+
+
+def encode(text):                       # characters -> ids 6..39 (5 is the stop token, 0 pad)
+    return [6 + (ord(ch) % (V - 6)) for ch in text]
+
+
+def decode(ids):
+    return "".join(chr(97 + i % 26) for i in ids)
+
+
+class Counter:
+    """Observation "o<k>" after turn k; done after `turns` turns with reward 1; the state
+    id is the turn count; action text "bad..." is invalid; "crash" raises."""
+    turns = 3
+
+    def reset(self, task, seed):
+        self.k = 0
+        self.turns = task.get("turns", 3)
+        return f"start{seed}"
+
+    @property
+    def initial_state_id(self):
+        return 100
+
+    def step(self, action):
+        if task_crash[0] and self.k == 1:
+            raise RuntimeError("env broke")
+        self.k += 1
+        done = self.k >= self.turns
+        return StepResult(f"o{self.k}", 1.0 if done else 0.0, done,
+                          {"state_id": self.k, "valid_action": not action.startswith("b")})
+
+
+task_crash = [False]
+
+
+@pytest.fixture(scope="module")
+def model():
+    cfg = models.tiny(V, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64,
+                      family="qwen2")
+    return cfg, models.init_params(cfg, jax.random.key(0))
+
+
+SCFG = sampling.SamplerConfig(max_prompt_len=8, max_new_tokens=4, temperature=1.0, stop_ids=(STOP,), pad_id=0)
+BUDGET = E.EpisodeBudget(max_turns=4, max_turn_tokens=4, max_prompt_tokens=8, max_total_tokens=40)
+
+
+def _run(model, tasks, budget=BUDGET, record=None):
+    cfg, params = model
+    pool = EnvPool(Counter, workers=2, step_timeout_s=30)
+    real = sampling.generate
+
+    def spy(params, cfg, scfg, state, toks, mask, G, **kw):
+        if record is not None:
+            record.append([np.asarray(t)[np.asarray(m)].tolist() for t, m in zip(toks, mask)])
+        return real(params, cfg, scfg, state, toks, mask, G, **kw)
+
+    sampling.generate = spy
+    try:
+        eps, _ = E.run_episodes(params, cfg, SCFG, sampling.init_state(jax.random.key(1)), pool, tasks,
+                                list(range(len(tasks))), encode_prompt=encode, encode_observation=encode,
+                                decode=decode, budget=budget)
+    finally:
+        sampling.generate = real
+        pool.close()
+    return eps
+
+
+def test_turns_are_appended_token_in_token_out(model):
+    task_crash[0] = False
+    prompts = []
+    eps = _run(model, [{"turns": 3}, {"turns": 2}], record=prompts)
+    assert eps.num_turns.tolist() == [3, 2] and eps.end_reason.tolist() == [E.DONE, E.DONE]
+    assert eps.returns.tolist() == [1.0, 1.0]
+    for i in range(2):
+        first = encode(f"start{i}")
+        assert eps.prompt_tokens[i][eps.prompt_mask[i]].tolist() == first
+        seq = eps.tokens[i][eps.mask[i]].tolist()
+        # The sequence: model turn k (loss mask 1) then the observation "o<k+1>" (0), except
+        # after the last turn. Model tokens end at the stop token or after 4 tokens.
+        pos = 0
+        for k in range(eps.num_turns[i]):
+            n = int((eps.turn_of_token[i] == k).sum()) - (0 if k == eps.num_turns[i] - 1 else len(encode(f"o{k+1}")))
+            turn = seq[pos:pos + n]
+            assert eps.loss_mask[i, pos:pos + n].all() and 1 <= n <= 4
+            assert (turn[-1] == STOP) or n == 4
+            assert eps.texts[i][k] == decode(turn)
+            pos += n
+            if k < eps.num_turns[i] - 1:
+                obs = encode(f"o{k+1}")
+                assert seq[pos:pos + len(obs)] == obs and not eps.loss_mask[i, pos:pos + len(obs)].any()
+                pos += len(obs)
+        assert pos == len(seq)
+        # Each turn's prompt is an exact token prefix of the next one and of the final sequence.
+        full = first + seq
+        hist = [p[i] for p in prompts[:eps.num_turns[i]]]
+        assert hist[0] == first
+        for a, b in zip(hist, hist[1:] + [full]):
+            assert b[:len(a)] == a and len(b) > len(a)
+    # State ids: the state each action was taken in (100 = the reset state, then the count).
+    assert eps.turn_state_ids[0, :3].tolist() == [100, 1, 2] and eps.turn_state_ids[1, :2].tolist() == [100, 1]
+    assert eps.turn_exists.tolist() == [[True, True, True, False], [True, True, False, False]]
+
+
+def test_sampler_logprobs_equal_the_trainers_over_the_final_sequence(model):
+    task_crash[0] = False
+    cfg, params = model
+    eps = _run(model, [{"turns": 3}, {"turns": 4}, {"turns": 1}])
+    got = models.completion_logprobs(params, cfg, eps.prompt_tokens, eps.prompt_mask, eps.tokens, eps.mask)
+    got = np.asarray(got)
+    np.testing.assert_allclose(got[eps.loss_mask], eps.logprobs[eps.loss_mask], atol=2e-5)
+    assert (eps.logprobs[~eps.loss_mask] == 0).all()
+
+
+def test_budgets_and_env_failures_end_episodes(model):
+    task_crash[0] = False
+    short = E.EpisodeBudget(max_turns=2, max_turn_tokens=4, max_prompt_tokens=8, max_total_tokens=40)
+    eps = _run(model, [{"turns": 5}], budget=short)
+    assert eps.num_turns.tolist() == [2] and eps.end_reason.tolist() == [E.MAX_TURNS]
+    tight = E.EpisodeBudget(max_turns=4, max_turn_tokens=4, max_prompt_tokens=8, max_total_tokens=8)
+    eps = _run(model, [{"turns": 5}], budget=tight)
+    assert eps.end_reason.tolist() == [E.TRUNCATED] and eps.mask.sum() <= 8
+    task_crash[0] = True
+    eps = _run(model, [{"turns": 5}])
+    assert eps.end_reason.tolist() == [E.ENV_ERROR] and eps.num_turns.tolist() == [2] and eps.returns[0] == 0
+    task_crash[0] = False
+    with pytest.raises(ValueError, match="max_turn_tokens 9 exceeds max_total_tokens 8"):
+        E.EpisodeBudget(max_turn_tokens=9, max_total_tokens=8)
