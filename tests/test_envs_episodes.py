@@ -96,14 +96,15 @@ def test_turns_are_appended_token_in_token_out(model):
         # after the last turn. Model tokens end at the stop token or after 4 tokens.
         pos = 0
         for k in range(eps.num_turns[i]):
-            n = int((eps.turn_of_token[i] == k).sum()) - (0 if k == eps.num_turns[i] - 1 else len(encode(f"o{k+1}")))
+            n = int((eps.loss_mask[i] & (eps.turn_of_token[i] == k)).sum())
             turn = seq[pos:pos + n]
             assert eps.loss_mask[i, pos:pos + n].all() and 1 <= n <= 4
             assert (turn[-1] == STOP) or n == 4
             assert eps.texts[i][k] == decode(turn)
             pos += n
             if k < eps.num_turns[i] - 1:
-                obs = encode(f"o{k+1}")
+                # A turn cut at 4 tokens is closed with the stop token (context), then "o<k+1>".
+                obs = ([] if turn[-1] == STOP else [STOP]) + encode(f"o{k+1}")
                 assert seq[pos:pos + len(obs)] == obs and not eps.loss_mask[i, pos:pos + len(obs)].any()
                 pos += len(obs)
         assert pos == len(seq)
@@ -142,3 +143,42 @@ def test_budgets_and_env_failures_end_episodes(model):
     task_crash[0] = False
     with pytest.raises(ValueError, match="max_turn_tokens 9 exceeds max_total_tokens 8"):
         E.EpisodeBudget(max_turn_tokens=9, max_total_tokens=8)
+
+
+def _chat_tokenizer(template):
+    from rlx.models.tokenizer import build_tokenizer
+    tok = build_tokenizer()
+    tok.chat_template = template
+    return tok
+
+
+# ChatML-like, with rlx's <bos> / <eos> as the turn markers (<eos> ends a turn).
+CHATML = ("{% for m in messages %}<bos>{{ m['role'] }}\n{{ m['content'] }}<eos>\n{% endfor %}"
+          "{% if add_generation_prompt %}<bos>assistant\n{% endif %}")
+# Rewrites history: earlier assistant turns lose their reasoning (as Qwen3's template does).
+STRIPPING = ("{% for m in messages %}<bos>{{ m['role'] }}\n"
+             "{% if m['role'] == 'assistant' and not loop.last %}{{ m['content'].split('</think>')[-1] }}"
+             "{% else %}{{ m['content'] }}{% endif %}<eos>\n{% endfor %}"
+             "{% if add_generation_prompt %}<bos>assistant\n{% endif %}")
+
+
+def test_chat_template_encoders_append_and_refuse_rewriting_templates():
+    from rlx.envs.chat import chat_encoders
+    tok = _chat_tokenizer(CHATML)
+    enc_p, enc_o = chat_encoders(tok, system="be brief")
+    ids = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
+    bos, eos = tok.bos_token_id, tok.eos_token_id
+    # By hand from the template: the first prompt, then after the model's "<eos>" the
+    # rest of its line, the user turn and the next generation prompt.
+    assert enc_p("obs1") == ([bos] + ids("system\nbe brief") + [eos] + ids("\n") + [bos] + ids("user\nobs1")
+                             + [eos] + ids("\n") + [bos] + ids("assistant\n"))
+    assert enc_o("obs2") == ids("\n") + [bos] + ids("user\nobs2") + [eos] + ids("\n") + [bos] + ids("assistant\n")
+    # Appending = re-rendering the whole conversation: prompt + reply + <eos> + observation.
+    conv = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "obs1"},
+            {"role": "assistant", "content": "go|left"}, {"role": "user", "content": "obs2"}]
+    full = list(tok.apply_chat_template(conv, add_generation_prompt=True, tokenize=True)["input_ids"])
+    assert enc_p("obs1") + ids("go|left") + [eos] + enc_o("obs2") == full
+    with pytest.raises(ValueError, match="does not preserve prefixes"):
+        chat_encoders(_chat_tokenizer(STRIPPING))
+    with pytest.raises(ValueError, match="no chat template"):
+        chat_encoders(_chat_tokenizer(None))

@@ -11,7 +11,10 @@ built by appending token ids — never by re-tokenizing its history:
              + encode_observation(environment's answer to the decoded turn)
 
 so each turn's prompt is an exact token prefix of the next one and of the final
-sequence. The trainer's view (`Episodes`): the first prompt (left-padded) and the rest
+sequence. A model turn cut by `max_turn_tokens` before its stop token is closed with
+the first of `scfg.stop_ids` (as context, loss mask 0) before the observation, so that
+observations always follow a finished turn (what `rlx.envs.chat.chat_encoders`'
+observation tokens assume). The trainer's view (`Episodes`): the first prompt (left-padded) and the rest
 as one right-padded "completion" whose `loss_mask` is 1 on model tokens and 0 on
 observation tokens (context for the forward, no loss, no gradient), with the sampler's
 log-probs of the model tokens (temperature 1, as `SampleOutput.logprobs`).
@@ -151,6 +154,8 @@ def run_episodes(params, model_cfg, scfg, sampler_state, pool: EnvPool, tasks: l
                 live[i], end[i] = False, ENV_ERROR if "error" in r.info else DONE
                 continue
             ids = list(encode_observation(r.observation))
+            if scfg.stop_ids and (not rest[i] or rest[i][-1] not in scfg.stop_ids):
+                ids = [int(scfg.stop_ids[0])] + ids       # a turn cut by its budget is closed
             room = T - len(rest[i])
             if len(ids) > room:                       # the observation does not fit: the episode ends here
                 ids = ids[:room]
