@@ -54,6 +54,7 @@ def test_the_network_is_refused(code):
     "import os; os.system('true')",
     "import os; os.execv('/bin/true', ['true'])",
     "import ctypes",                                    # native code
+    "import resource; resource.setrlimit(resource.RLIMIT_AS, (-1, -1))",   # lifting its own limits
 ])
 def test_new_processes_and_native_code_are_refused(code):
     r = run_python(code, timeout_s=5)

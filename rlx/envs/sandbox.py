@@ -6,7 +6,8 @@
 Each call runs the code in a fresh `python -I -S` subprocess (isolated: no user site,
 no site-packages, no PYTHON* variables; only the standard library), in a new temporary
 working directory that is deleted afterwards, in its own session (the whole process
-group is killed at the end). Limits:
+group is killed at the end). The limits are set by the child's own bootstrap before it
+reads the code (no `preexec_fn`, which is unsafe in a trainer's threaded process):
 
   wall time     `timeout_s` (killed after it; `timed_out`)
   CPU time      RLIMIT_CPU = ceil(timeout_s) + 1 s
@@ -21,6 +22,7 @@ removable by it) refuses, with PermissionError:
   - the network: socket creation, connect, bind, getaddrinfo;
   - new processes: fork, exec, spawn, system, subprocess, posix_spawn;
   - native code: ctypes' dlopen / dlsym / raw memory access;
+  - raising its own limits (resource.setrlimit / prlimit; root could otherwise);
   - files outside the working directory: opening for writing anywhere else, reading
     anywhere but the working directory and the standard library's own directories,
     listing, creating, removing or renaming paths outside it.
@@ -43,7 +45,14 @@ import tempfile
 
 # The child's bootstrap: read the code from stdin, install the hook, run the code.
 _BOOTSTRAP = r'''
-import os, sys
+import os, resource, signal, sys
+for _lim, _val in {limits!r}:
+    resource.setrlimit(getattr(resource, _lim), (_val, _val))
+try:
+    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+except (ValueError, OSError):
+    pass
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # past the cap, writes fail (EFBIG)
 _code = sys.stdin.read()
 _root = os.path.realpath(os.getcwd())
 _read_ok = tuple(os.path.realpath(p) for p in {read_ok!r})
@@ -87,7 +96,8 @@ _DENIED_EVENTS = ("os.fork", "os.forkpty", "os.exec", "os.posix_spawn", "os.spaw
                   "subprocess.Popen", "os.kill", "os.killpg", "signal.pthread_kill", "sys.remote_exec",
                   "socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo", "socket.sendto",
                   "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "ctypes.addressof", "ctypes.string_at",
-                  "ctypes.wstring_at", "ctypes.call_function", "mmap.__new__")
+                  "ctypes.wstring_at", "ctypes.call_function", "mmap.__new__", "resource.setrlimit",
+                  "resource.prlimit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,29 +140,17 @@ def run_python(code: str, *, timeout_s: float = 10.0, memory_mb: int = 512,
         raise ValueError(f"run_python: memory_mb must be >= 64 (the interpreter itself), got {memory_mb}")
     if max_output_bytes < 1:
         raise ValueError(f"run_python: max_output_bytes must be >= 1, got {max_output_bytes}")
-    import resource
-
-    def limits():
-        cpu = math.ceil(timeout_s) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        mem = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_output_bytes, max_output_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        try:
-            resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
-        except (ValueError, OSError):
-            pass
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # past the cap, writes fail (EFBIG)
-
     work = tempfile.mkdtemp(prefix="rlx_tool_")
     io_dir = tempfile.mkdtemp(prefix="rlx_tool_io_")
-    boot = _BOOTSTRAP.format(read_ok=_stdlib_dirs(), denied=_DENIED_EVENTS)
+    cpu = math.ceil(timeout_s) + 1
+    limits = (("RLIMIT_CPU", cpu), ("RLIMIT_AS", memory_mb * 1024 * 1024), ("RLIMIT_FSIZE", max_output_bytes),
+              ("RLIMIT_CORE", 0))
+    boot = _BOOTSTRAP.format(limits=limits, read_ok=_stdlib_dirs(), denied=_DENIED_EVENTS)
     try:
         with open(os.path.join(io_dir, "out"), "wb") as out, open(os.path.join(io_dir, "err"), "wb") as err:
             proc = subprocess.Popen([sys.executable, "-I", "-S", "-B", "-c", boot], cwd=work, stdin=subprocess.PIPE,
                                     stdout=out, stderr=err, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-                                    preexec_fn=limits, start_new_session=True)
+                                    start_new_session=True)
             timed_out = False
             try:
                 proc.communicate(code.encode(), timeout=timeout_s)
