@@ -43,19 +43,22 @@ def make_map(size: int, hole_prob: float, map_seed: int) -> list[str]:
             return ["".join(r) for r in rows]
 
 
-def _reachable(holes: np.ndarray) -> bool:
-    n = holes.shape[0]
-    seen, todo = {(0, 0)}, deque([(0, 0)])
+def reachable(start: tuple[int, int], is_open) -> set[tuple[int, int]]:
+    """Cells reachable from `start` by moves between cells where `is_open(cell)` (BFS)."""
+    seen, todo = {start}, deque([start])
     while todo:
         r, c = todo.popleft()
-        if (r, c) == (n - 1, n - 1):
-            return True
         for dr, dc in MOVES.values():
             q = (r + dr, c + dc)
-            if 0 <= q[0] < n and 0 <= q[1] < n and not holes[q] and q not in seen:
+            if q not in seen and is_open(q):
                 seen.add(q)
                 todo.append(q)
-    return False
+    return seen
+
+
+def _reachable(holes: np.ndarray) -> bool:
+    n = holes.shape[0]
+    return (n - 1, n - 1) in reachable((0, 0), lambda q: 0 <= q[0] < n and 0 <= q[1] < n and not holes[q])
 
 
 def parse_action(text: str) -> str | None:

@@ -22,12 +22,10 @@ same player and box positions are the same state.
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
 from rlx.envs.base import StepResult
-from rlx.envs.gridworld import MOVES, parse_action
+from rlx.envs.gridworld import MOVES, parse_action, reachable
 
 
 def parse_level(text: str) -> tuple[list[str], set, set, tuple]:
@@ -69,15 +67,7 @@ def _open_cells(grid) -> list[tuple[int, int]]:
 
 def _connected(cells: list) -> bool:
     cellset = set(cells)
-    seen, todo = {cells[0]}, deque([cells[0]])
-    while todo:
-        r, c = todo.popleft()
-        for dr, dc in MOVES.values():
-            q = (r + dr, c + dc)
-            if q in cellset and q not in seen:
-                seen.add(q)
-                todo.append(q)
-    return len(seen) == len(cellset)
+    return len(reachable(cells[0], cellset.__contains__)) == len(cellset)
 
 
 def make_level(width: int = 5, height: int = 5, boxes: int = 1, wall_prob: float = 0.1, scramble: int = 20,
