@@ -113,3 +113,18 @@ def test_pool_steps_episodes_concurrently():
     res = pool.step(["a", "b"])
     assert [r.observation for r in res] == ["saw a", "saw b"]
     pool.close()
+
+
+def test_expert_action_follows_a_shortest_safe_path_and_hint_off_shows_the_map_only():
+    # Hand-made map S.. / .H. / ..G: from (0, 0) both ways round the hole take 4 moves, the
+    # tie goes to the first of up, down, left, right -> "down"; from (0, 1) "down" is the
+    # hole and "right" (2 moves left) beats "left" (4) -> "right".
+    env = GridWorld()
+    obs = env.reset({"size": 3, "hole_prob": 0.0, "hint": False}, seed=0)
+    assert obs == "A..\n...\n..G"
+    env.map = ["S..", ".H.", "..G"]
+    assert env.expert_action() == "down"
+    env.pos = (0, 1)
+    assert env.expert_action() == "right"
+    env.pos = (1, 2)
+    assert env.expert_action() == "down"

@@ -12,6 +12,11 @@ reaching G ends the episode, as does `max_steps` moves.
 
 `state_id` = the agent's cell index row * size + col: the same cell of one task is the
 same state (GiGPO's anchor states are grouped within a task's episodes).
+
+Task option "hint" (default True) appends the instruction line to every observation;
+False shows the map alone (the CPU configs: a character-level model reads ~20 tokens a
+turn instead of ~95, and learns the format from the warm start). `expert_action()` is
+a shortest safe path's next move (BFS), the demonstrations of the SFT warm start.
 """
 
 from __future__ import annotations
@@ -43,17 +48,23 @@ def make_map(size: int, hole_prob: float, map_seed: int) -> list[str]:
             return ["".join(r) for r in rows]
 
 
-def reachable(start: tuple[int, int], is_open) -> set[tuple[int, int]]:
-    """Cells reachable from `start` by moves between cells where `is_open(cell)` (BFS)."""
-    seen, todo = {start}, deque([start])
+def distances(start: tuple[int, int], is_open) -> dict[tuple[int, int], int]:
+    """Moves from `start` to every cell reachable by moves between cells where
+    `is_open(cell)` (breadth-first search)."""
+    dist, todo = {start: 0}, deque([start])
     while todo:
         r, c = todo.popleft()
         for dr, dc in MOVES.values():
             q = (r + dr, c + dc)
-            if q not in seen and is_open(q):
-                seen.add(q)
+            if q not in dist and is_open(q):
+                dist[q] = dist[(r, c)] + 1
                 todo.append(q)
-    return seen
+    return dist
+
+
+def reachable(start: tuple[int, int], is_open) -> set[tuple[int, int]]:
+    """Cells reachable from `start` by moves between cells where `is_open(cell)` (BFS)."""
+    return set(distances(start, is_open))
 
 
 def _reachable(holes: np.ndarray) -> bool:
@@ -69,12 +80,16 @@ def parse_action(text: str) -> str | None:
 
 class GridWorld:
     """One episode at a time; `reset(task, seed)` with task {"size", "hole_prob", "map_seed"}
-    (defaults 4, 0.2, and `seed`), optional "max_steps" (default 2 * size * size)."""
+    (defaults 4, 0.2, and `seed`), optional "max_steps" (default 2 * size * size) and
+    "hint" (default True)."""
+    TASK_KEYS = ("size", "hole_prob", "map_seed", "max_steps", "hint")
+    SEED_KEY = "map_seed"          # the task key that draws a task (the episodes kind numbers tasks by it)
 
     def reset(self, task: dict, seed: int) -> str:
         self.size = int(task.get("size", 4))
         self.map = make_map(self.size, float(task.get("hole_prob", 0.2)), int(task.get("map_seed", seed)))
         self.max_steps = int(task.get("max_steps", 2 * self.size * self.size))
+        self.hint = bool(task.get("hint", True))
         self.pos = (0, 0)
         self.steps = 0
         self.done = False
@@ -88,7 +103,32 @@ class GridWorld:
         rows = [list(r) for r in self.map]
         rows[self.pos[0]][self.pos[1]] = "A"
         grid = "\n".join("".join(r) for r in rows)
-        return (f"{grid}\nYou are A. Reach G, avoid H. Answer with one move: up, down, left or right.")
+        if not self.hint:
+            return grid
+        return f"{grid}\nYou are A. Reach G, avoid H. Answer with one move: up, down, left or right."
+
+    def expert_action(self) -> str:
+        """The first move of a shortest path from the agent to G that avoids the holes (ties
+        broken in the order up, down, left, right). Maps are solvable from the start; from
+        any cell the agent can stand on (not a hole) G stays reachable, since every move
+        between open cells is reversible."""
+        n = self.size
+
+        def is_open(q):
+            return 0 <= q[0] < n and 0 <= q[1] < n and self.map[q[0]][q[1]] != "H"
+        dist = distances((n - 1, n - 1), is_open)        # moves are symmetric: distances to G
+        best = None
+        for name, (dr, dc) in MOVES.items():
+            q = (self.pos[0] + dr, self.pos[1] + dc)
+            if q in dist and (best is None or dist[q] < best[0]):
+                best = (dist[q], name)
+        if best is None:
+            raise RuntimeError(f"gridworld: no path to G from {self.pos}")
+        return best[1]
+
+    def random_action(self, rng) -> str:
+        """A uniformly random move (the warm start mixes these into the expert's)."""
+        return list(MOVES)[rng.integers(len(MOVES))]
 
     def step(self, action: str) -> StepResult:
         if self.done:

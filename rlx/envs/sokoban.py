@@ -118,7 +118,10 @@ def render(grid, boxes, targets, player) -> str:
 class Sokoban:
     """`reset(task, seed)`: task {"level": text} or the arguments of `make_level`
     (width, height, boxes, wall_prob, scramble; `level_seed` defaults to `seed`), and
-    optional "max_steps" (default 30)."""
+    optional "max_steps" (default 30) and "hint" (default True: the instruction line
+    follows the map in every observation)."""
+    TASK_KEYS = ("level", "width", "height", "boxes", "wall_prob", "scramble", "level_seed", "max_steps", "hint")
+    SEED_KEY = "level_seed"
 
     def reset(self, task: dict, seed: int) -> str:
         level = task.get("level")
@@ -127,6 +130,7 @@ class Sokoban:
             level = make_level(**args, level_seed=int(task.get("level_seed", seed)))
         self.grid, self.boxes, self.targets, self.player = parse_level(level)
         self.max_steps = int(task.get("max_steps", 30))
+        self.hint = bool(task.get("hint", True))
         self.steps = 0
         self.done = False
         self._initial = self.state_id()
@@ -145,8 +149,11 @@ class Sokoban:
         return self.player[0] * width + self.player[1] + n * sid
 
     def observation(self) -> str:
-        return (render(self.grid, self.boxes, self.targets, self.player)
-                + "\nYou are @. Push every $ onto a . (# is a wall). Answer with one move: up, down, left or right.")
+        grid = render(self.grid, self.boxes, self.targets, self.player)
+        if not self.hint:
+            return grid
+        return grid + ("\nYou are @. Push every $ onto a . (# is a wall). Answer with one move: up, down, left "
+                       "or right.")
 
     def step(self, action: str) -> StepResult:
         if self.done:
