@@ -61,9 +61,9 @@ SCFG = sampling.SamplerConfig(max_prompt_len=8, max_new_tokens=4, temperature=1.
 BUDGET = E.EpisodeBudget(max_turns=4, max_turn_tokens=4, max_prompt_tokens=8, max_total_tokens=40)
 
 
-def _run(model, tasks, budget=BUDGET, record=None):
+def _run(model, tasks, budget=BUDGET, record=None, kv_carry=True, env=None, scfg=SCFG):
     cfg, params = model
-    pool = EnvPool(Counter, workers=2, step_timeout_s=30)
+    pool = EnvPool(env or Counter, workers=2, step_timeout_s=30)
     real = sampling.generate
 
     def spy(params, cfg, scfg, state, toks, mask, G, **kw):
@@ -73,9 +73,9 @@ def _run(model, tasks, budget=BUDGET, record=None):
 
     sampling.generate = spy
     try:
-        eps, _ = E.run_episodes(params, cfg, SCFG, sampling.init_state(jax.random.key(1)), pool, tasks,
+        eps, _ = E.run_episodes(params, cfg, scfg, sampling.init_state(jax.random.key(1)), pool, tasks,
                                 list(range(len(tasks))), encode_prompt=encode, encode_observation=encode,
-                                decode=decode, budget=budget)
+                                decode=decode, budget=budget, kv_carry=kv_carry)
     finally:
         sampling.generate = real
         pool.close()
@@ -84,8 +84,8 @@ def _run(model, tasks, budget=BUDGET, record=None):
 
 def test_turns_are_appended_token_in_token_out(model):
     task_crash[0] = False
-    prompts = []
-    eps = _run(model, [{"turns": 3}, {"turns": 2}], record=prompts)
+    prompts = []       # the re-prefill path calls the sampler with each turn's whole history
+    eps = _run(model, [{"turns": 3}, {"turns": 2}], record=prompts, kv_carry=False)
     assert eps.num_turns.tolist() == [3, 2] and eps.end_reason.tolist() == [E.DONE, E.DONE]
     assert eps.returns.tolist() == [1.0, 1.0]
     for i in range(2):
@@ -127,6 +127,53 @@ def test_sampler_logprobs_equal_the_trainers_over_the_final_sequence(model):
     got = np.asarray(got)
     np.testing.assert_allclose(got[eps.loss_mask], eps.logprobs[eps.loss_mask], atol=2e-5)
     assert (eps.logprobs[~eps.loss_mask] == 0).all()
+
+
+class Alternating(Counter):
+    """Observations of 15 and 1 characters in turn, out of phase between seeds: the longest
+    observation of a turn alternates between episodes, so the carried cache fills with
+    masked columns faster than any episode's own tokens grow (its re-prefill fallback)."""
+
+    def reset(self, task, seed):
+        self.seed = seed
+        return super().reset(task, seed)
+
+    def step(self, action):
+        r = super().step(action)
+        return StepResult("x" * (15 if (self.k + self.seed) % 2 else 1), r.reward, r.done, r.info)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_the_carried_kv_cache_gives_the_episodes_of_re_prefilling(model, temperature, monkeypatch):
+    # Same tokens (same randomness: row keys per turn), log-probs equal to rounding; the
+    # carried cache prefills the first prompts once and, with Alternating, falls back to a
+    # compact re-prefill when the next turn would not fit.
+    task_crash[0] = False
+    opened = []
+    real = E.multiturn.open_cache
+
+    def spy(*a, **kw):
+        opened.append(a[3].shape[1])          # the width prefilled
+        return real(*a, **kw)
+
+    monkeypatch.setattr(E.multiturn, "open_cache", spy)
+    scfg = SCFG.replace(temperature=temperature)
+    for env, tasks in ((Counter, [{"turns": 3}, {"turns": 4}, {"turns": 1}]),
+                       (Alternating, [{"turns": 8}, {"turns": 8}])):
+        opened.clear()
+        budget = E.EpisodeBudget(max_turns=8, max_turn_tokens=4, max_prompt_tokens=8, max_total_tokens=80)
+        a = _run(model, tasks, budget=budget, env=env, scfg=scfg)
+        b = _run(model, tasks, budget=budget, env=env, scfg=scfg, kv_carry=False)
+        for k in ("prompt_tokens", "prompt_mask", "tokens", "mask", "loss_mask", "turn_of_token", "end_reason"):
+            np.testing.assert_array_equal(getattr(a, k), getattr(b, k), err_msg=k)
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=2e-5)
+        if env is Counter:
+            assert opened == [8]                            # the first prompts, once
+        else:
+            assert opened[0] == 8 and 8 + 80 in opened[1:]  # then a compact re-prefill of the histories
+        cfg, params = model
+        got = np.asarray(models.completion_logprobs(params, cfg, a.prompt_tokens, a.prompt_mask, a.tokens, a.mask))
+        np.testing.assert_allclose(got[a.loss_mask], a.logprobs[a.loss_mask], atol=2e-5)
 
 
 def test_budgets_and_env_failures_end_episodes(model):

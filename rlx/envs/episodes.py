@@ -22,9 +22,16 @@ log-probs of the model tokens (temperature 1, as `SampleOutput.logprobs`).
 Per turn: the reward, the state id the action was taken in (GiGPO's anchor state),
 `valid_action`. An episode ends when the environment says done, when it fails (EnvPool:
 reward 0), at `max_turns`, or when the next turn would not fit `max_total_tokens`
-(truncated). Every turn re-runs the prefill over the whole history (the sampler is
-called with the history as its prompt): the KV cache is not yet carried across turns,
-so a turn costs a prefill of the history — exact, and the next step for long episodes.
+(truncated).
+
+The KV cache carries across turns (`kv_carry`, the default; `rlx.sampling.multiturn`):
+the first prompts are prefilled once, and each later turn feeds only the new
+observation tokens through the cache before decoding. When the next turn would not fit
+the cache (max_prompt_tokens + max_total_tokens + max_turn_tokens columns; rows that
+stopped early leave masked columns), or a live episode's observation encodes to no
+tokens, the histories are re-prefilled compactly. `kv_carry=False` re-prefills the
+whole history every turn (the sampler called with it as the prompt) — the same tokens
+from the same randomness, each turn paying a prefill of everything so far.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ import numpy as np
 
 from rlx import sampling
 from rlx.envs.pool import EnvPool
+from rlx.sampling import multiturn
+from rlx.sampling.config import split_state
 
 # Episode end reasons
 DONE, MAX_TURNS, TRUNCATED, ENV_ERROR = 0, 1, 2, 3
@@ -91,7 +100,7 @@ def _left_pad(rows: list[list[int]], width: int, pad: int) -> tuple[np.ndarray, 
 
 
 def run_episodes(params, model_cfg, scfg, sampler_state, pool: EnvPool, tasks: list[dict], seeds: list[int], *,
-                 encode_prompt, encode_observation, decode, budget: EpisodeBudget, put=None):
+                 encode_prompt, encode_observation, decode, budget: EpisodeBudget, put=None, kv_carry: bool = True):
     """Runs the episodes (see the module docstring); returns (Episodes, sampler state).
 
     `encode_prompt(text) -> ids` tokenizes the first observation as the first prompt,
@@ -122,6 +131,8 @@ def run_episodes(params, model_cfg, scfg, sampler_state, pool: EnvPool, tasks: l
     valid_action = np.zeros((N, K), bool)
     exists = np.zeros((N, K), bool)
     texts = [[] for _ in range(N)]
+    S = W + budget.max_turn_tokens                      # cache columns (kv_carry)
+    pending, ds, col = [[] for _ in range(N)], None, 0   # tokens not yet in the cache
     current_state = np.array([int(e.initial_state_id) if e is not None else -1 for e in pool.envs], np.int64)
     for k in range(K):
         for i in range(N):                               # the next turn must fit the total budget
@@ -129,10 +140,31 @@ def run_episodes(params, model_cfg, scfg, sampler_state, pool: EnvPool, tasks: l
                 live[i], end[i] = False, TRUNCATED
         if not live.any():
             break
-        hist = [prompts[i] + rest[i] for i in range(N)]
-        toks, mask = _left_pad(hist, W, scfg.pad_id)
-        out, sampler_state = sampling.generate(params, model_cfg, turn_cfg, sampler_state, put(toks), put(mask), 1)
-        new_t, new_l, new_lp = (np.asarray(x) for x in (out.completion_tokens, out.lengths, out.logprobs))
+        if kv_carry:
+            lens = np.array([len(p) if live[i] else 0 for i, p in enumerate(pending)], np.int32)
+            O = int(lens.max()) if k else 0
+            if k == 0 or (lens[live] == 0).any() or col + O + budget.max_turn_tokens > S:
+                width = budget.max_prompt_tokens if k == 0 else W        # (re-)prefill the histories
+                toks, mask = _left_pad([prompts[i] + rest[i] for i in range(N)], width, scfg.pad_id)
+                ds, col = multiturn.open_cache(params, model_cfg, turn_cfg, put(toks), put(mask), total_len=S), width
+            else:                                                          # only the new tokens
+                obs_t = np.full((N, T), scfg.pad_id, np.int32)
+                for i in np.flatnonzero(lens):
+                    obs_t[i, :lens[i]] = pending[i]
+                ds = multiturn.append_tokens(params, model_cfg, turn_cfg, ds, put(obs_t), put(lens), np.int32(col))
+                col += O
+            key, sampler_state = split_state(sampler_state)
+            ds, t_, m_, lp_ = multiturn.decode_turn(params, model_cfg, turn_cfg, ds, key, put(live), np.int32(col),
+                                                    steps=budget.max_turn_tokens)
+            new_t, m_, new_lp = (np.asarray(x) for x in (t_, m_, lp_))
+            new_l = m_.sum(axis=1)
+            col += int(new_l.max())
+        else:
+            hist = [prompts[i] + rest[i] for i in range(N)]
+            toks, mask = _left_pad(hist, W, scfg.pad_id)
+            out, sampler_state = sampling.generate(params, model_cfg, turn_cfg, sampler_state, put(toks), put(mask), 1)
+            new_t, new_l, new_lp = (np.asarray(x) for x in (out.completion_tokens, out.lengths, out.logprobs))
+        pending = [[] for _ in range(N)]
         actions = [None] * N
         for i in np.flatnonzero(live):
             ids = new_t[i, :new_l[i]].tolist()
@@ -161,6 +193,7 @@ def run_episodes(params, model_cfg, scfg, sampler_state, pool: EnvPool, tasks: l
                 ids = ids[:room]
                 live[i], end[i] = False, TRUNCATED
             rest[i] += ids
+            pending[i] = ids
             is_model[i] += [False] * len(ids)
             lps[i] += [0.0] * len(ids)
             turn_of[i] += [k] * len(ids)
