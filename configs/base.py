@@ -181,6 +181,31 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.eval_prompts = 64             # held-out prompts for accuracy before/after/during
     c.data.eval_seed = 12345             # seed of the held-out prompts
 
+    # ------------------------------------------------------------------ environment (multi-turn agents)
+    # Used when env.name names an environment (rlx.envs.ENVS): the run trains on multi-turn
+    # episodes (rlx.train.kinds.episodes) instead of the data.* prompts: rl.prompts_per_step
+    # tasks x rl.group_size episodes per step; rl.estimator = gigpo, reinforce_pp or a group
+    # estimator over episode scores (grpo, rloo, ...). The sampler.* lengths do not apply
+    # (the budgets below do); temperature / top-k / top-p do.
+    c.env = ml_collections.ConfigDict()
+    c.env.name = ""                      # "" (single-turn data.* tasks) | gridworld | sokoban
+    c.env.task_kwargs = ml_collections.ConfigDict()  # the task dict, e.g. {"size": 4, "hole_prob": 0.2}
+    c.env.train_tasks = 1000             # training tasks: the env's seed key 0 .. N-1, drawn uniformly
+    c.env.eval_tasks = 64                # held-out tasks (seed key eval_seed + i): greedy success rate
+    c.env.eval_seed = 1_000_000          # first held-out seed (>= train_tasks)
+    c.env.max_turns = 8                  # model turns per episode at most
+    c.env.max_turn_tokens = 8            # new tokens per model turn
+    c.env.max_prompt_tokens = 64         # the first prompt (the first observation)
+    c.env.max_total_tokens = 256         # everything after the first prompt (turns + observations)
+    c.env.invalid_action_penalty = 0.1   # subtracted from a turn's reward when its action does not
+    #                                      parse (verl-agent's invalid-action penalty; 0 = off)
+    c.env.workers = 4                    # threads stepping the environments
+    c.env.step_timeout_s = 30.0          # an env step past this ends its episode (reward 0)
+    c.env.system = ""                    # system prompt (tokenizers with a chat template)
+    c.env.replay = 0                     # ARPO replay: successes kept per training task (0 = off)
+    c.env.kv_carry = True                # carry the KV cache across turns (prefill only the new
+    #                                      observation tokens); False: re-prefill every turn
+
     # ------------------------------------------------------------------ SFT warm start
     c.sft = ml_collections.ConfigDict()
     c.sft.steps = 0                      # supervised steps on generated demonstrations (0 = none)

@@ -126,6 +126,11 @@ def test_a_config_that_changes_shapes_or_semantics_is_refused(tmp_path, referenc
     # placement, logging and speed-only keys may change; an allowed change goes through
     assert config_changes({"mesh": {"shape": [1, 1, 1]}, "log": {"every": 1}, "train": {"forward_rows": 0}},
                           {"mesh": {"shape": [2, 1, 1]}, "log": {"every": 5}, "train": {"forward_rows": 8}}) == []
+    # A key the checkpoint's config lacks (an older rlx) counts as its default; another value is a change.
+    defaults = {"env": {"name": "", "replay": 0}}
+    assert config_changes({}, {"env": {"name": "", "replay": 0}}, defaults=defaults) == []
+    assert config_changes({}, {"env": {"name": "gridworld", "replay": 0}}, defaults=defaults) == [
+        "config.env.name: '' -> 'gridworld'"]
     e, _ = _run(cfg(d, "train.steps=8", "log.progress=False"), engine_kw={"resume": True,
                                                                           "allow_changes": ("train.steps",)})
     assert e.step == 8

@@ -21,6 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("spo_tree_cpu", (), "spo_tree"),
     ("dpo", (), "preference"),
     ("quickstart", ("rl.loss=ipo", "rl.minibatches=1", "pref.source=offline"), "preference"),
+    ("gigpo_gridworld", (), "episodes"),
+    ("grpo_gridworld", (), "episodes"),
 ])
 def test_kind_of_a_config(config, overrides, want):
     c = load_config(os.path.join(ROOT, "configs", f"{config}.py"))
@@ -29,7 +31,7 @@ def test_kind_of_a_config(config, overrides, want):
 
 
 def test_every_registered_kind_is_a_rollout_kind():
-    assert set(kinds.KINDS) == {"groups", "spo_chain", "spo_tree", "preference"}
+    assert set(kinds.KINDS) == {"groups", "spo_chain", "spo_tree", "preference", "episodes"}
     for name, where in kinds.KINDS.items():
         module, cls = where.split(":")
         k = getattr(importlib.import_module(module), cls)

@@ -48,7 +48,10 @@ def _numerics(c, cfg: models.ModelConfig, platform: str | None) -> models.ModelC
 
 def _from_fields(c, vocab_size: int) -> models.ModelConfig:
     m = c.model
-    max_pos = m.max_position_embeddings or max(512, c.sampler.max_prompt_len + c.sampler.max_new_tokens)
+    need = c.sampler.max_prompt_len + c.sampler.max_new_tokens
+    if c.env.name:                 # multi-turn episodes: the whole history plus a turn
+        need = max(need, c.env.max_prompt_tokens + c.env.max_total_tokens + c.env.max_turn_tokens)
+    max_pos = m.max_position_embeddings or max(512, need)
     return models.tiny(vocab_size=vocab_size, hidden_size=m.hidden_size, num_layers=m.num_layers,
                        num_heads=m.num_heads, num_kv_heads=m.num_kv_heads, intermediate_size=m.intermediate_size,
                        head_dim=m.head_dim or None, family=m.family, rope_theta=float(m.rope_theta),

@@ -302,13 +302,20 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
 
     r = c.rl
     from rlx import advantages, losses  # late import: the registries
-    from rlx.train.estimate import ENGINE_ESTIMATORS
+    from rlx.train.estimate import ENGINE_ESTIMATORS, EPISODE_ESTIMATORS
     if r.estimator not in advantages.names():
         e.append(f"config.rl.estimator: unknown estimator {r.estimator!r}; known: "
                  f"{', '.join(advantages.names())}")
-    elif r.estimator not in ENGINE_ESTIMATORS:
-        e.append(f"config.rl.estimator: {r.estimator!r} needs inputs an RL batch of completions does not "
-                 f"have (use it as a function); the engine drives: {', '.join(ENGINE_ESTIMATORS)}")
+    elif c.env.name and r.estimator not in EPISODE_ESTIMATORS:
+        e.append(f"config.rl.estimator: multi-turn episodes (env.name={c.env.name!r}) drive "
+                 f"{', '.join(EPISODE_ESTIMATORS)}; got {r.estimator!r}")
+    elif r.estimator not in ENGINE_ESTIMATORS and not (c.env.name and r.estimator in EPISODE_ESTIMATORS):
+        if r.estimator == "gigpo":
+            e.append("config.rl.estimator: gigpo needs multi-step episodes: set env.name (an environment of "
+                     "rlx.envs.ENVS) to train on them")
+        else:
+            e.append(f"config.rl.estimator: {r.estimator!r} needs inputs an RL batch of completions does not "
+                     f"have (use it as a function); the engine drives: {', '.join(ENGINE_ESTIMATORS)}")
     else:
         _kwargs_check(e, "rl.estimator_kwargs", advantages.get(r.estimator), r.estimator_kwargs,
                       f"estimator {r.estimator!r}")
@@ -405,6 +412,7 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
     need(c.mesh.rules in RULES, "mesh.rules", f"must be one of {sorted(RULES)}")
     need(c.mesh.num_processes >= 1, "mesh.num_processes", "must be >= 1")
 
+    e += _env_checks(c)
     need(c.data.task in TASKS, "data.task", f"must be one of {TASKS}")
     need(len(c.data.levels) >= 1, "data.levels", "must name at least one level")
     if c.data.task in ("gsm8k",):
@@ -425,6 +433,51 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
     need(c.log.every >= 1, "log.every", "must be >= 1")
     need(all(1 <= k <= r.group_size for k in c.log.pass_k), "log.pass_k",
          f"each k must be in [1, rl.group_size={r.group_size}]")
+    return e
+
+
+def _env_checks(c) -> list[str]:
+    """The `env` section (multi-turn episodes), when `env.name` is set."""
+    e: list[str] = []
+    v = c.env
+    if not v.name:
+        return e
+    from rlx.envs import ENVS
+    if v.name not in ENVS:
+        return [f"config.env.name: unknown environment {v.name!r}; known: {', '.join(sorted(ENVS))}"]
+    cls = ENVS[v.name]
+    for k in v.task_kwargs.keys():
+        if k == cls.SEED_KEY:
+            e.append(f"config.env.task_kwargs.{k}: set per task by the run (tasks are numbered by it; "
+                     "see env.train_tasks and env.eval_seed)")
+        elif k not in cls.TASK_KEYS:
+            e.append(f"config.env.task_kwargs.{k}: not a task key of {v.name!r} (keys: {', '.join(cls.TASK_KEYS)})")
+
+    def need(cond, key, msg):
+        if not cond:
+            e.append(f"config.{key}: {msg}, got {_get(c, key)!r}")
+
+    for k in ("max_turns", "max_turn_tokens", "max_prompt_tokens", "max_total_tokens", "train_tasks", "workers"):
+        need(v[k] >= 1, f"env.{k}", "must be >= 1")
+    need(v.eval_tasks >= 0, "env.eval_tasks", "must be >= 0")
+    need(v.eval_seed >= v.train_tasks, "env.eval_seed", f"must be >= env.train_tasks={v.train_tasks} (held-out "
+         "tasks are numbered from it)")
+    need(v.max_turn_tokens <= v.max_total_tokens, "env.max_turn_tokens", "must be <= env.max_total_tokens")
+    need(v.step_timeout_s > 0, "env.step_timeout_s", "must be > 0")
+    need(v.invalid_action_penalty >= 0, "env.invalid_action_penalty", "must be >= 0")
+    need(v.replay >= 0, "env.replay", "must be >= 0 (0 = off)")
+    need(c.rl.group_size >= 2, "rl.group_size", "episode groups need >= 2 episodes per task")
+    need(not c.rl.dynamic_sampling, "rl.dynamic_sampling", "does not apply to multi-turn episodes")
+    need(c.data.curriculum == "uniform", "data.curriculum", "multi-turn episodes draw tasks uniformly")
+    need(c.sampler.rows_per_call == 0 and c.sampler.kv_cache == "dense", "sampler.kv_cache",
+         "multi-turn episodes sample with the dense cache in one call per turn (rows_per_call=0)")
+    from rlx import losses
+    need(c.rl.loss not in losses.preference_names(), "rl.loss", "multi-turn episodes train a policy loss")
+    pos = c.model.max_position_embeddings
+    if pos:
+        need(v.max_prompt_tokens + v.max_total_tokens + v.max_turn_tokens <= pos, "env.max_total_tokens",
+             f"the history (max_prompt_tokens + max_total_tokens + max_turn_tokens) must fit "
+             f"model.max_position_embeddings={pos}")
     return e
 
 

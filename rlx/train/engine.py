@@ -116,6 +116,7 @@ class Engine:
         # The base model: loaded, warm-started (init_from, SFT). A LoRA run rebuilds it on
         # resume too (its checkpoints hold the adapters only), so the base is made whenever
         # the checkpoint will not replace it.
+        self.kind = make_kind(c, self.ctx)       # rlx.train.kinds: what one step trains on
         self.lora = lora.enabled(self.model_cfg)
         make_base = self.lora or not self.resume
         if c.model.init_from and make_base:
@@ -123,7 +124,8 @@ class Engine:
         with self.sharding():
             params = jax.device_put(params, progs.base_param_sh)
             if c.sft.steps and make_base:
-                params = sft.warm_start(self.ctx, params, cached_only=self.lora and self.resume)
+                params = sft.warm_start(self.ctx, params, cached_only=self.lora and self.resume,
+                                        demos=self.kind.demonstrations)
             if self.lora:
                 params = progs.attach(params, jax.random.fold_in(k_init, 1))
         self.base_meta = None
@@ -160,7 +162,6 @@ class Engine:
 
         self._update = progs.update
         self._updates = {"policy": progs.update, "preference": progs.pref_update}
-        self.kind = make_kind(c, self.ctx)       # rlx.train.kinds: what one step trains on
         self.accuracy_before = None
         self.nonfinite_steps = 0               # consecutive steps with a skipped (non-finite) update
         restored = self._restore() if self.resume else None
@@ -302,11 +303,16 @@ class Engine:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, params=None) -> float:
-        """Greedy accuracy on the held-out prompts (0 if there are none)."""
-        if not self.eval_examples:
-            return 0.0
+        """Greedy accuracy on the held-out prompts (0 if there are none); the rollout kind's
+        own evaluation where it has one (environments: the greedy success rate)."""
         params = self.state.params if params is None else params
         saved = self.sampler_state
+        own = self.kind.evaluate(params)
+        if own is not None:
+            self.sampler_state = saved      # evaluation never advances the training RNG
+            return own
+        if not self.eval_examples:
+            return 0.0
         ids = np.arange(len(self.eval_examples))
         with self.sharding():
             g, _ = generate_round(self.ctx, params, self.eval_examples, ids * 0, ids, 1, self.greedy_cfg, self.put)

@@ -13,7 +13,7 @@ signature names, from what a rollout holds:
                                    also returns the critic's regression targets
 
 Estimators that need what an RL batch of single-turn completions does not have —
-multi-step trajectories (gigpo), budgets (brpo), exit
+multi-step trajectories (gigpo: driven by the episodes kind, `EPISODE_ESTIMATORS`), budgets (brpo), exit
 positions (s_grpo), per-prompt state (single_stream, history_length) — are used as
 functions directly; SPO's Monte-Carlo values come from rlx.train.kinds.spo_chain;
 `ENGINE_ESTIMATORS` lists what a config can name, and validation rejects the rest.
@@ -32,6 +32,11 @@ ENGINE_ESTIMATORS = ("grpo", "dr_grpo", "rloo", "lite_ppo", "ngrpo", "bnpo", "ha
                      "kalman", "opo", "passk", "unlikeliness", "seed_grpo", "reinforce_pp",
                      "reinforce_pp_baseline", "gae", "egae", "spo_chain", "spo_tree")
 CRITIC_ESTIMATORS = ("gae", "egae")
+# What multi-turn episodes (rlx.train.kinds.episodes, `env.name` set) drive: GiGPO, REINFORCE++
+# over turn rewards, and the group estimators that read only the G episode scores of a task.
+EPISODE_GROUP_ESTIMATORS = ("grpo", "dr_grpo", "rloo", "lite_ppo", "ngrpo", "bnpo", "hardness_weighted",
+                            "kalman", "passk", "reinforce_pp_baseline")
+EPISODE_ESTIMATORS = ("gigpo", "reinforce_pp") + EPISODE_GROUP_ESTIMATORS
 
 
 def advantages_for(rl, rewards_PG: np.ndarray, valid_PG: np.ndarray, groups: dict, flat: dict,

@@ -32,7 +32,8 @@ FREE_KEYS = ("run_dir", "name", "plan_topology", "log.", "checkpoint.", "mesh.",
              "train.forward_rows", "train.eval_every", "train.max_nonfinite_steps", "sampler.rows_per_call",
              "sampler.decode_sharding",
              "model.remat", "model.unroll_layers", "model.vocab_chunk", "model.hf_path", "model.tokenizer_path",
-             "model.init_from", "data.eval_prompts", "data.eval_seed")
+             "model.init_from", "data.eval_prompts", "data.eval_seed", "env.workers", "env.step_timeout_s",
+             "env.kv_carry", "env.eval_tasks")
 MARKER = "complete.json"
 log = logging.getLogger(__name__)
 
@@ -91,22 +92,26 @@ def _free(key: str, allow) -> bool:
     return any(key == f or (f.endswith(".") and key.startswith(f)) for f in tuple(FREE_KEYS) + tuple(allow))
 
 
-def config_changes(stored: dict, current: dict, allow=()) -> list[str]:
+def config_changes(stored: dict, current: dict, allow=(), defaults: dict | None = None) -> list[str]:
     """Keys whose value differs between a checkpoint's config and the current one, other
-    than `FREE_KEYS` and `allow`, as "key: old -> new" lines."""
+    than `FREE_KEYS` and `allow`, as "key: old -> new" lines. A key the checkpoint's
+    config lacks (written before rlx had it) counts as its `defaults` value (the base
+    config's): that run behaved as the default does."""
     a, b = _flat(stored), _flat(current)
+    d = _flat(defaults or {})
     out = []
     for k in sorted(set(a) | set(b)):
         if _free(k, allow):
             continue
-        va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
+        va, vb = a.get(k, d.get(k, "<absent>")), b.get(k, "<absent>")
         if json.dumps(va, sort_keys=True) != json.dumps(vb, sort_keys=True):
             out.append(f"config.{k}: {va!r} -> {vb!r}")
     return out
 
 
 def check_resume_config(stored: dict, current: dict, step: int, allow=()) -> None:
-    changes = config_changes(stored, current, allow)
+    from rlx.train.config import base_config
+    changes = config_changes(stored, current, allow, json.loads(base_config().to_json_best_effort()))
     if changes:
         keys = ",".join(line.split(":")[0][len("config."):] for line in changes)
         raise ConfigError(f"--resume: the config differs from checkpoint step {step}'s in what changes shapes "

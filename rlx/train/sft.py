@@ -36,8 +36,11 @@ def _settings(c) -> dict:
     def keep(section):
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(c[section]).items()
                 if k != "lora" and not _free(f"{section}.{k}", ())}
-    return {"seed": c.seed, "model": keep("model"), "data": keep("data"), "sft": dict(c.sft),
-            "sampler": keep("sampler")}
+    out = {"seed": c.seed, "model": keep("model"), "data": keep("data"), "sft": dict(c.sft),
+           "sampler": keep("sampler")}
+    if c.env.name:                 # environment runs: their demonstrations (no key of older caches)
+        out["env"] = {k: (dict(v) if k.endswith("_kwargs") else v) for k, v in keep("env").items()}
+    return out
 
 
 def demonstrations(ctx, num: int, seed: int):
@@ -58,8 +61,9 @@ def demonstrations(ctx, num: int, seed: int):
     return p_tok, p_mask, c_tok, c_mask
 
 
-def warm_start(ctx, params, *, cached_only: bool = False):
-    """The SFT warm start of `params` (`ctx`: the run's `rlx.train.kinds.RunContext`):
+def warm_start(ctx, params, *, cached_only: bool = False, demos=None):
+    """The SFT warm start of `params` (`ctx`: the run's `rlx.train.kinds.RunContext`;
+    `demos(num, seed)` the examples, default `demonstrations` of the data task):
     the run's cache (`run_dir/sft`) when its settings match, else trained and cached.
     `cached_only` (a LoRA run resuming: its checkpoints hold adapters trained on this
     very base) refuses to retrain — and so to overwrite the cache — with a RestoreError."""
@@ -87,7 +91,7 @@ def warm_start(ctx, params, *, cached_only: bool = False):
     opt_state = jax.jit(progs.sft_optimizer.init, out_shardings=opt_sh)(params)
     step = progs.sft_step
     n = c.sft.steps * c.sft.batch_size
-    data = demonstrations(ctx, n, c.seed + 1)
+    data = (demos or (lambda k, s: demonstrations(ctx, k, s)))(n, c.seed + 1)
     bs = c.sft.batch_size
     bar = trange(c.sft.steps, desc="SFT warm start", disable=not c.log.progress or jax.process_index() != 0)
     for i in bar:

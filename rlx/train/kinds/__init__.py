@@ -5,6 +5,7 @@
     spo_chain   rlx.train.kinds.spo_chain   rl.estimator = "spo_chain"
     spo_tree    rlx.train.kinds.spo_tree    rl.estimator = "spo_tree"
     preference  rlx.train.kinds.preference  rl.loss names a preference loss (dpo, ipo, ...)
+    episodes    rlx.train.kinds.episodes    env.name names an environment (multi-turn agents)
 
 The interface is `rlx.train.kinds.base.RolloutKind`; the engine (`rlx.train.engine`) is
 the loop that drives any of them. A new kind is a module with a `RolloutKind` subclass,
@@ -24,12 +25,15 @@ KINDS = {
     "spo_chain": "rlx.train.kinds.spo_chain:SPOChain",
     "spo_tree": "rlx.train.kinds.spo_tree:SPOTree",
     "preference": "rlx.train.kinds.preference:Preference",
+    "episodes": "rlx.train.kinds.episodes:Episodes",
 }
 
 
 def kind_name(config) -> str:
     """The rollout kind a config trains with."""
     from rlx.train.preference import is_preference
+    if config.env.name:
+        return "episodes"
     if is_preference(config.rl.loss):
         return "preference"
     if config.rl.estimator in ("spo_chain", "spo_tree"):

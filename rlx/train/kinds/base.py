@@ -85,6 +85,17 @@ class RolloutKind:
     def collect(self, inputs: StepInputs) -> Rollout:
         raise NotImplementedError
 
+    def evaluate(self, params) -> float | None:
+        """The kind's own evaluation (a success rate), or None: the engine's greedy accuracy
+        on the held-out prompts of `data.*`."""
+        return None
+
+    def demonstrations(self, num: int, seed: int):
+        """SFT warm-start examples (prompt tokens, mask, completion tokens, mask): by default
+        gold completions of the `data.*` task (`rlx.train.sft.demonstrations`)."""
+        from rlx.train.sft import demonstrations
+        return demonstrations(self.ctx, num, seed)
+
     def checkpoint_tree(self) -> dict:
         """Arrays the checkpoint holds for this kind (keys of the checkpoint's tree)."""
         return {}
