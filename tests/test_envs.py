@@ -128,3 +128,13 @@ def test_expert_action_follows_a_shortest_safe_path_and_hint_off_shows_the_map_o
     assert env.expert_action() == "right"
     env.pos = (1, 2)
     assert env.expert_action() == "down"
+
+
+def test_the_neighbors_line_lists_up_down_left_right():
+    # Map S.. / .H. / ..G with the agent at (0, 1): up is off the map (#), down the hole,
+    # left the start cell S, right ice.
+    env = GridWorld()
+    env.reset({"size": 3, "hole_prob": 0.0, "hint": False, "neighbors": True}, seed=0)
+    env.map = ["S..", ".H.", "..G"]
+    env.pos = (0, 1)
+    assert env.render() == "SA.\n.H.\n..G\n#HS."

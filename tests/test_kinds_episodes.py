@@ -29,6 +29,7 @@ GIGPO = os.path.join(ROOT, "configs", "gigpo_gridworld.py")
 def tiny(run_dir, *overrides):
     c = load_config(GIGPO)
     apply_overrides(c, [f"run_dir={run_dir}", "log.progress=False", "env.task_kwargs.size=3",
+                        "env.task_kwargs.neighbors=False",
                         "env.max_turns=3", "env.max_prompt_tokens=16", "env.max_total_tokens=56",
                         "env.eval_tasks=4", "model.hidden_size=32", "model.num_layers=1",
                         "model.intermediate_size=64", "sft.steps=4", "sft.batch_size=16",

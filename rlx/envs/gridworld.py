@@ -15,7 +15,10 @@ same state (GiGPO's anchor states are grouped within a task's episodes).
 
 Task option "hint" (default True) appends the instruction line to every observation;
 False shows the map alone (the CPU configs: a character-level model reads ~20 tokens a
-turn instead of ~95, and learns the format from the warm start). `expert_action()` is
+turn instead of ~95, and learns the format from the warm start). Option "neighbors"
+(default False) adds a line of the four cells next to the agent, in the order up,
+down, left, right (`#` off the map), e.g. `.H#.`: what a small model would otherwise
+have to learn to read off the 2-D layout of the map. `expert_action()` is
 a shortest safe path's next move (BFS), the demonstrations of the SFT warm start.
 """
 
@@ -81,8 +84,8 @@ def parse_action(text: str) -> str | None:
 class GridWorld:
     """One episode at a time; `reset(task, seed)` with task {"size", "hole_prob", "map_seed"}
     (defaults 4, 0.2, and `seed`), optional "max_steps" (default 2 * size * size) and
-    "hint" (default True)."""
-    TASK_KEYS = ("size", "hole_prob", "map_seed", "max_steps", "hint")
+    "hint" (default True) and "neighbors" (default False)."""
+    TASK_KEYS = ("size", "hole_prob", "map_seed", "max_steps", "hint", "neighbors")
     SEED_KEY = "map_seed"          # the task key that draws a task (the episodes kind numbers tasks by it)
 
     def reset(self, task: dict, seed: int) -> str:
@@ -90,6 +93,7 @@ class GridWorld:
         self.map = make_map(self.size, float(task.get("hole_prob", 0.2)), int(task.get("map_seed", seed)))
         self.max_steps = int(task.get("max_steps", 2 * self.size * self.size))
         self.hint = bool(task.get("hint", True))
+        self.neighbors = bool(task.get("neighbors", False))
         self.pos = (0, 0)
         self.steps = 0
         self.done = False
@@ -103,6 +107,11 @@ class GridWorld:
         rows = [list(r) for r in self.map]
         rows[self.pos[0]][self.pos[1]] = "A"
         grid = "\n".join("".join(r) for r in rows)
+        if self.neighbors:
+            n = self.size
+            near = [self.map[r][c] if 0 <= r < n and 0 <= c < n else "#"
+                    for r, c in ((self.pos[0] + dr, self.pos[1] + dc) for dr, dc in MOVES.values())]
+            grid += "\n" + "".join(near)
         if not self.hint:
             return grid
         return f"{grid}\nYou are A. Reach G, avoid H. Answer with one move: up, down, left or right."
