@@ -105,7 +105,8 @@ def test_config_errors_name_the_key(tmp_path):
     for override, pattern in [
         ("rl.agg=mean", r"config\.rl\.agg: must be one of"),
         ("rl.group_size=0", r"config\.rl\.group_size: must be >= 1, got 0"),
-        ("rl.estimator=gigpo", r"config\.rl\.estimator: 'gigpo' needs inputs"),
+        ("rl.estimator=brpo", r"config\.rl\.estimator: 'brpo' needs inputs"),
+        ("rl.estimator=gigpo", r"config\.rl\.estimator: gigpo needs multi-step episodes: set env\.name"),
         ("rl.estimator=grpoo", r"config\.rl\.estimator: unknown estimator 'grpoo'"),
         ("rl.estimator_kwargs.epz=1e-3", r"config\.rl\.estimator_kwargs\.epz: not a keyword parameter of estimator 'grpo'"),
         ("rl.minibatches=3", r"config\.rl\.minibatches: must be >= 1 and divide"),

@@ -163,7 +163,7 @@ class Episodes(RolloutKind):
         # ones collide only when they differ by a multiple of 2^31 - 1
         rows["turn_state_ids"] = (rows["turn_state_ids"] % (2**31 - 1)).astype(np.int32)
         env_return = eps.turn_rewards.sum(axis=1)
-        success = (env_return > 0).reshape(P, G)
+        success = sampled_success = (env_return > 0).reshape(P, G)     # metrics: the sampled episodes'
         replayed = np.zeros((P, G), bool)
         if e.replay:
             rows, success, replayed = self._replay(k_replay, task_P, rows, success)
@@ -198,10 +198,12 @@ class Episodes(RolloutKind):
             if inputs.reference is not None:
                 ref = progs.logprobs(inputs.reference, dev["prompt_tokens"], dev["prompt_mask"],
                                      dev["completion_tokens"], dev["completion_mask"])
-                if rl.kl_placement == "reward":       # per-episode KL of the model tokens from the score
-                    kl = to_host(jnp.sum(jnp.where(ctx.put(lmask), losses.kl(old, ref, rl.kl_kind), 0.0), axis=1))
-                    score_PG = score_PG - rl.kl_coef * kl.reshape(P, G)
-            adv_BT, adv_PG, est = self._advantages(step_r, score_PG, valid_PG, rows, lmask, turn_of, P, G, K)
+            kl_folded = inputs.reference is not None and rl.kl_placement == "reward"
+            if kl_folded:                              # per-episode KL of the model tokens off the score
+                kl = to_host(jnp.sum(jnp.where(ctx.put(lmask), losses.kl(old, ref, rl.kl_kind), 0.0), axis=1))
+                score_PG = score_PG - rl.kl_coef * kl.reshape(P, G)
+            adv_BT, adv_PG, est = self._advantages(step_r, score_PG, valid_PG, rows, lmask, turn_of, P, G, K,
+                                                   episode_scores=kl_folded)
             batch = Batch.create(
                 prompt_tokens=dev["prompt_tokens"], prompt_mask=dev["prompt_mask"],
                 completion_tokens=dev["completion_tokens"], completion_mask=dev["completion_mask"],
@@ -210,7 +212,7 @@ class Episodes(RolloutKind):
                 loss_mask=ctx.put(lmask))
         model_tokens = lmask.sum(axis=1)
         m = {"reward/mean": float(env_return.mean()), "reward/score_mean": float(score_PG.mean()),
-             "accuracy": float(success.mean()),
+             "accuracy": float(sampled_success.mean()),
              "response/length_mean": float(model_tokens.mean()), "response/length_max": float(model_tokens.max()),
              "episode/turns_mean": float(exists.sum(axis=1).mean()),
              "episode/invalid_action_frac": float((exists & ~rows["turn_valid_action"]).sum()
@@ -228,10 +230,14 @@ class Episodes(RolloutKind):
         m["throughput/sample_tokens_per_s"] = m["tokens/sampled"] / max(t_sample, 1e-9)
         return Rollout(batch=batch, metrics=m, train_tokens=rl.epochs * float(model_tokens.sum()))
 
-    def _advantages(self, step_r, score_PG, valid_PG, rows, lmask, turn_of, P, G, K):
-        """(token advantages [N, T] numpy, sequence advantages [P, G], estimator metrics)."""
+    def _advantages(self, step_r, score_PG, valid_PG, rows, lmask, turn_of, P, G, K, episode_scores=False):
+        """(token advantages [N, T] numpy, sequence advantages [P, G], estimator metrics).
+        `episode_scores`: GiGPO's episode level reads `score_PG` (the KL folded into it)
+        instead of the sum of the step rewards it equals otherwise."""
         rl = self.ctx.config.rl
         kw = dict(rl.estimator_kwargs)
+        if episode_scores and rl.estimator == "gigpo":
+            kw["episode_rewards"] = jnp.asarray(score_PG)
         fn = advantages.get(rl.estimator)
         if rl.estimator == "gigpo":
             ids = np.where(rows["turn_exists"], rows["turn_state_ids"], -1)
