@@ -37,3 +37,27 @@ def test_every_registered_kind_is_a_rollout_kind():
         k = getattr(importlib.import_module(module), cls)
         assert issubclass(k, kinds.RolloutKind) and k.name == name
         assert k.update in ("policy", "preference")
+
+
+def test_shared_log_prob_helpers():
+    # row_kl: k1 = old - ref summed over the mask; by hand: row 0: (-1 - 0) + (masked out) = -1,
+    # row 1: (-0.5 - -1) + (-2 - -2) = 0.5.
+    import types
+
+    import jax.numpy as jnp
+    import numpy as np
+
+    from rlx.train.kinds.base import old_and_ref_logprobs, row_kl
+    old = jnp.array([[-1.0, -3.0], [-0.5, -2.0]])
+    ref = jnp.array([[0.0, 0.0], [-1.0, -2.0]])
+    mask = jnp.array([[True, False], [True, True]])
+    np.testing.assert_allclose(row_kl(old, ref, mask, "k1"), [-1.0, 0.5])
+    # the sampler's log-probs unless recomputed; the reference's forward only when there is one
+    calls = []
+    progs = types.SimpleNamespace(logprobs=lambda p, *a: calls.append(p) or p)
+    ctx = types.SimpleNamespace(programs=progs)
+    dev = {"prompt_tokens": 0, "prompt_mask": 0, "completion_tokens": 0, "completion_mask": 0, "logprobs": "sampler"}
+    inputs = types.SimpleNamespace(params="policy", reference=None)
+    assert old_and_ref_logprobs(ctx, inputs, dev, False) == ("sampler", None) and calls == []
+    inputs.reference = "reference"
+    assert old_and_ref_logprobs(ctx, inputs, dev, True) == ("policy", "reference")

@@ -73,6 +73,26 @@ class Rollout:
     train_tokens: float = 0.0
 
 
+def old_and_ref_logprobs(ctx: RunContext, inputs: StepInputs, dev: dict, recompute: bool):
+    """(old log-probs, reference log-probs or None) of a batch placed on the mesh (`dev`:
+    prompt / completion tokens and masks, the sampler's "logprobs"): the sampler's as the
+    old ones unless `recompute` (the trainer's forward under `inputs.params`), the
+    reference's when the run has a reference. Call under `ctx.sharding()`."""
+    args = (dev["prompt_tokens"], dev["prompt_mask"], dev["completion_tokens"], dev["completion_mask"])
+    old = ctx.programs.logprobs(inputs.params, *args) if recompute else dev["logprobs"]
+    ref = None if inputs.reference is None else ctx.programs.logprobs(inputs.reference, *args)
+    return old, ref
+
+
+def row_kl(old, ref, mask, kind: str):
+    """Host [B]: each row's summed KL(old || ref) over `mask` (KL folded into the reward)."""
+    import jax.numpy as jnp
+
+    from rlx import losses
+    from rlx.train.rollout import to_host
+    return to_host(jnp.sum(jnp.where(mask, losses.kl(old, ref, kind), 0.0), axis=1))
+
+
 class RolloutKind:
     """Base of the rollout kinds. `update` names the program that trains on the batch
     ("policy": `Programs.update`, "preference": `Programs.pref_update`)."""

@@ -50,11 +50,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlx import advantages, losses
+from rlx import advantages
 from rlx.curriculum import replay as arpo
 from rlx.envs import ENVS, EnvPool
 from rlx.envs.episodes import DONE, ENV_ERROR, MAX_TURNS, TRUNCATED, EpisodeBudget, run_episodes
-from rlx.train.kinds.base import Rollout, RolloutKind, StepInputs
+from rlx.train.kinds.base import Rollout, RolloutKind, StepInputs, old_and_ref_logprobs, row_kl
 from rlx.train.rollout import to_host
 from rlx.types import Batch
 
@@ -148,7 +148,7 @@ class Episodes(RolloutKind):
     # ------------------------------------------------------------------ one step
     def collect(self, inputs: StepInputs) -> Rollout:
         ctx, c = self.ctx, self.ctx.config
-        e, rl, progs = c.env, c.rl, ctx.programs
+        e, rl = c.env, c.rl
         P, G = rl.prompts_per_step, rl.group_size
         N = P * G
         k_task, k_replay = jax.random.split(inputs.key)
@@ -190,18 +190,10 @@ class Episodes(RolloutKind):
         lmask, turn_of = lmask[:, sl_c], rows["turn_of_token"][:, sl_c]
         dev = {k: ctx.put(v) for k, v in host.items()}
         with ctx.sharding():
-            old = dev["logprobs"]
-            if rl.recompute_old_logprobs or replayed.any():
-                old = progs.logprobs(inputs.params, dev["prompt_tokens"], dev["prompt_mask"],
-                                     dev["completion_tokens"], dev["completion_mask"])
-            ref = None
-            if inputs.reference is not None:
-                ref = progs.logprobs(inputs.reference, dev["prompt_tokens"], dev["prompt_mask"],
-                                     dev["completion_tokens"], dev["completion_mask"])
-            kl_folded = inputs.reference is not None and rl.kl_placement == "reward"
+            old, ref = old_and_ref_logprobs(ctx, inputs, dev, rl.recompute_old_logprobs or replayed.any())
+            kl_folded = ref is not None and rl.kl_placement == "reward"
             if kl_folded:                              # per-episode KL of the model tokens off the score
-                kl = to_host(jnp.sum(jnp.where(ctx.put(lmask), losses.kl(old, ref, rl.kl_kind), 0.0), axis=1))
-                score_PG = score_PG - rl.kl_coef * kl.reshape(P, G)
+                score_PG = score_PG - rl.kl_coef * row_kl(old, ref, ctx.put(lmask), rl.kl_kind).reshape(P, G)
             adv_BT, adv_PG, est = self._advantages(step_r, score_PG, valid_PG, rows, lmask, turn_of, P, G, K,
                                                    episode_scores=kl_folded)
             batch = Batch.create(

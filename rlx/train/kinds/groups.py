@@ -17,11 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlx import losses
 from rlx.curriculum import dynamic, recovery
 from rlx.train import data as tdata
 from rlx.train import estimate
-from rlx.train.kinds.base import Rollout, RolloutKind, StepInputs
+from rlx.train.kinds.base import Rollout, RolloutKind, StepInputs, old_and_ref_logprobs, row_kl
 from rlx.train.metrics_rl import rollout_metrics
 from rlx.train.rollout import generate_round, to_host, trim_padding
 from rlx.types import Batch
@@ -134,18 +133,10 @@ class Groups(RolloutKind):
         dev = {k: ctx.put(flat[k]) for k in ("prompt_tokens", "prompt_mask", "completion_tokens",
                                              "completion_mask", "logprobs")}
         with ctx.sharding():
-            old = dev["logprobs"]
-            if c.rl.recompute_old_logprobs:
-                old = progs.logprobs(inputs.params, dev["prompt_tokens"], dev["prompt_mask"],
-                                     dev["completion_tokens"], dev["completion_mask"])
-            ref = None
-            if inputs.reference is not None:
-                ref = progs.logprobs(inputs.reference, dev["prompt_tokens"], dev["prompt_mask"],
-                                     dev["completion_tokens"], dev["completion_mask"])
-                if c.rl.kl_placement == "reward":
-                    kl_B = to_host(jnp.sum(jnp.where(dev["completion_mask"],
-                                                     losses.kl(old, ref, c.rl.kl_kind), 0.0), axis=1))
-                    rewards_PG = rewards_PG - c.rl.kl_coef * kl_B.reshape(P, G)
+            old, ref = old_and_ref_logprobs(ctx, inputs, dev, c.rl.recompute_old_logprobs)
+            if ref is not None and c.rl.kl_placement == "reward":
+                kl_B = row_kl(old, ref, dev["completion_mask"], c.rl.kl_kind)
+                rewards_PG = rewards_PG - c.rl.kl_coef * kl_B.reshape(P, G)
             values = None
             if inputs.critic is not None:
                 values = progs.values(inputs.critic.params, dev["prompt_tokens"], dev["prompt_mask"],
