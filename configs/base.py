@@ -205,6 +205,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.env.replay = 0                     # ARPO replay: successes kept per training task (0 = off)
     c.env.kv_carry = True                # carry the KV cache across turns (prefill only the new
     #                                      observation tokens); False: re-prefill every turn
+    c.env.prefill_chunk = 32             # kv_carry: observation tokens per forward into the cache
+    #                                      (chunked prefill; 0 = one decode step per token)
 
     # ------------------------------------------------------------------ SFT warm start
     c.sft = ml_collections.ConfigDict()

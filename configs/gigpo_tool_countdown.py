@@ -25,11 +25,11 @@ def get_config():
     c.name = "gigpo_tool_countdown"
     c.env.name = "tool_math"
     c.env.task_kwargs = {"problem": "countdown", "level": 1, "tool": "calculator", "template": "compact",
-                         "max_steps": 4}
+                         "max_steps": 3, "expert": "search"}
     c.env.train_tasks = 5000
-    c.env.max_turns = 4
+    c.env.max_turns = 3
     c.env.max_turn_tokens = 20            # "<calc>" + 5 characters + "</calc>" + EOS
     c.env.max_prompt_tokens = 44          # BOS + "Using 10 10 make 100:\nTool: <calc></calc>"
-    c.env.max_total_tokens = 112          # 4 turns x (20 + a short observation)
+    c.env.max_total_tokens = 96           # 3 turns x (20 + a short observation)
     c.sft.steps = 150                     # the call syntax is longer to learn than a move word
     return c

@@ -61,7 +61,7 @@ SCFG = sampling.SamplerConfig(max_prompt_len=8, max_new_tokens=4, temperature=1.
 BUDGET = E.EpisodeBudget(max_turns=4, max_turn_tokens=4, max_prompt_tokens=8, max_total_tokens=40)
 
 
-def _run(model, tasks, budget=BUDGET, record=None, kv_carry=True, env=None, scfg=SCFG):
+def _run(model, tasks, budget=BUDGET, record=None, kv_carry=True, env=None, scfg=SCFG, chunk=32):
     cfg, params = model
     pool = EnvPool(env or Counter, workers=2, step_timeout_s=30)
     real = sampling.generate
@@ -75,7 +75,8 @@ def _run(model, tasks, budget=BUDGET, record=None, kv_carry=True, env=None, scfg
     try:
         eps, _ = E.run_episodes(params, cfg, scfg, sampling.init_state(jax.random.key(1)), pool, tasks,
                                 list(range(len(tasks))), encode_prompt=encode, encode_observation=encode,
-                                decode=decode, budget=budget, kv_carry=kv_carry)
+                                decode=decode, budget=budget, kv_carry=kv_carry,
+                                prefill_chunk=chunk)
     finally:
         sampling.generate = real
         pool.close()
@@ -143,11 +144,13 @@ class Alternating(Counter):
         return StepResult("x" * (15 if (self.k + self.seed) % 2 else 1), r.reward, r.done, r.info)
 
 
-@pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_the_carried_kv_cache_gives_the_episodes_of_re_prefilling(model, temperature, monkeypatch):
+@pytest.mark.parametrize("temperature,chunk", [(0.0, 4), (1.0, 32), (1.0, 0)])
+def test_the_carried_kv_cache_gives_the_episodes_of_re_prefilling(model, temperature, chunk, monkeypatch):
     # Same tokens (same randomness: row keys per turn), log-probs equal to rounding; the
     # carried cache prefills the first prompts once and, with Alternating, falls back to a
-    # compact re-prefill when the next turn would not fit.
+    # compact re-prefill when the next turn would not fit. Observations enter the cache
+    # in chunks of 4 (Alternating's 16-token observations: 4 forwards, partial chunks for
+    # the 2-token ones), in one chunk of 32, or one decode step per token (0).
     task_crash[0] = False
     opened = []
     real = E.multiturn.open_cache
@@ -162,7 +165,7 @@ def test_the_carried_kv_cache_gives_the_episodes_of_re_prefilling(model, tempera
                        (Alternating, [{"turns": 8}, {"turns": 8}])):
         opened.clear()
         budget = E.EpisodeBudget(max_turns=8, max_turn_tokens=4, max_prompt_tokens=8, max_total_tokens=80)
-        a = _run(model, tasks, budget=budget, env=env, scfg=scfg)
+        a = _run(model, tasks, budget=budget, env=env, scfg=scfg, chunk=chunk)
         b = _run(model, tasks, budget=budget, env=env, scfg=scfg, kv_carry=False)
         for k in ("prompt_tokens", "prompt_mask", "tokens", "mask", "loss_mask", "turn_of_token", "end_reason"):
             np.testing.assert_array_equal(getattr(a, k), getattr(b, k), err_msg=k)

@@ -99,3 +99,33 @@ def test_generated_levels_are_deterministic_and_solvable(boxes):
         env.reset({"level": level, "max_steps": len(path)}, seed=0)
         rs = [env.step(m) for m in path]
         assert rs[-1].reward == 1.0 and rs[-1].done and not any(r.done for r in rs[:-1])
+
+
+def test_expert_plays_a_shortest_solution_and_gives_up_when_stuck():
+    env = Sokoban()
+    env.reset({"level": "######\n#@$ .#\n######"}, seed=0)
+    assert env.expert_action() == "right"                  # two pushes right, by hand
+    env.step("right")
+    assert env.expert_action() == "right"
+    assert env.step("right").reward == 1.0
+    # The box in the top-left corner can never move again: no solution, no expert move.
+    env.reset({"level": "#####\n#$  #\n#  .#\n# @ #\n#####"}, seed=0)
+    assert env.expert_action() is None
+    for seed in range(8):                                  # as short as the independent BFS's
+        level = make_level(5, 5, boxes=2, wall_prob=0.1, scramble=20, level_seed=seed)
+        env.reset({"level": level, "max_steps": 100}, seed=0)
+        n, r = 0, None
+        while not env.done:
+            r = env.step(env.expert_action())
+            n += 1
+        assert r.reward == 1.0 and n == len(solve(level)), (seed, level)
+
+
+def test_neighbors_line_lists_adjacent_then_beyond_cells():
+    env = Sokoban()
+    obs = env.reset({"level": "#####\n#@$.#\n#####", "neighbors": True, "hint": False}, seed=0)
+    # Player (1, 1): up (0, 1) '#', down (2, 1) '#', left (1, 0) '#', right (1, 2) '$';
+    # two away: up and down and left are off the map ('#'), right (1, 3) is the target '.'.
+    assert obs == "#####\n#@$.#\n#####\n###$###."
+    obs = env.step("right").observation                   # the push: player (1, 2), box on target
+    assert obs == "#####\n# @*#\n#####\n## *####"

@@ -99,3 +99,30 @@ def test_expert_checks_with_the_tool_then_answers_and_compact_prompts():
     env.step(env.expert_action())
     assert env.expert_action() == "<answer>8</answer>"
     assert env.step(env.expert_action()).reward == 1.0
+
+
+def test_search_expert_tries_operations_in_order_until_the_target_shows():
+    env = ToolMath()
+    env.reset({"level": 1, "template": "compact", "expert": "search"}, seed=3)    # 4 10 -> 40
+    assert env.expert_action() == "<calc>4+10</calc>"
+    assert env.step(env.expert_action()).observation == "= 14"
+    assert env.expert_action() == "<calc>4*10</calc>"
+    assert env.step(env.expert_action()).observation == "= 40"
+    assert env.expert_action() == "<answer>4*10</answer>"
+    assert env.step(env.expert_action()).reward == 1.0
+    # 10 6 -> 16 (seed 5): the first candidate is right; a budget of 2 turns is enough.
+    env.reset({"level": 1, "expert": "search", "max_steps": 2}, seed=5)
+    env.step(env.expert_action())
+    r = env.step(env.expert_action())
+    assert r.reward == 1.0 and r.done
+    # A wrong call the model made itself is skipped over, not repeated.
+    env.reset({"level": 1, "expert": "search"}, seed=3)
+    env.step("<calc>4*10</calc>")
+    assert env.expert_action() == "<answer>4*10</answer>"
+    env.reset({"level": 1, "expert": "search"}, seed=3)
+    env.step("<calc>4+10</calc>")
+    assert env.expert_action() == "<calc>4*10</calc>"
+    with pytest.raises(ValueError, match="expert='search' needs Countdown problems with two numbers"):
+        env.reset({"level": 2, "expert": "search"}, seed=0)
+    with pytest.raises(ValueError, match="expert must be 'solution' or 'search'"):
+        env.reset({"expert": "oracle"}, seed=0)

@@ -23,6 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("quickstart", ("rl.loss=ipo", "rl.minibatches=1", "pref.source=offline"), "preference"),
     ("gigpo_gridworld", (), "episodes"),
     ("grpo_gridworld", (), "episodes"),
+    ("gigpo_sokoban", (), "episodes"),
+    ("gigpo_tool_countdown", (), "episodes"),
 ])
 def test_kind_of_a_config(config, overrides, want):
     c = load_config(os.path.join(ROOT, "configs", f"{config}.py"))

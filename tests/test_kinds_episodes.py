@@ -142,6 +142,7 @@ def test_config_errors_name_the_key(tmp_path):
                           ("env.task_kwargs.holes=3", "env.task_kwargs.holes: not a task key"),
                           ("env.task_kwargs.map_seed=3", "set per task by the run"),
                           ("env.eval_seed=10", "env.eval_seed: must be >= env.train_tasks"),
+                          ("env.prefill_chunk=-1", "env.prefill_chunk: must be >= 0"),
                           ("rl.estimator=gae", "multi-turn episodes (env.name='gridworld') drive"),
                           ("rl.dynamic_sampling=True", "does not apply to multi-turn episodes")):
         bad = load_config(GIGPO)

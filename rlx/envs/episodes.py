@@ -100,13 +100,18 @@ def _left_pad(rows: list[list[int]], width: int, pad: int) -> tuple[np.ndarray, 
 
 
 def run_episodes(params, model_cfg, scfg, sampler_state, pool: EnvPool, tasks: list[dict], seeds: list[int], *,
-                 encode_prompt, encode_observation, decode, budget: EpisodeBudget, put=None, kv_carry: bool = True):
+                 encode_prompt, encode_observation, decode, budget: EpisodeBudget, put=None, kv_carry: bool = True,
+                 prefill_chunk: int = 32):
     """Runs the episodes (see the module docstring); returns (Episodes, sampler state).
 
     `encode_prompt(text) -> ids` tokenizes the first observation as the first prompt,
     `encode_observation(text) -> ids` each later observation (both may apply a chat
     template), `decode(ids) -> text` the model's turn for the environment. `scfg` gives
-    temperature, top-k/p, stop ids and pad id; its lengths are replaced by the budget's."""
+    temperature, top-k/p, stop ids and pad id; its lengths are replaced by the budget's.
+    With `kv_carry`, observations enter the cache `prefill_chunk` tokens per forward (0:
+    one token per decode step; `rlx.sampling.multiturn.append_tokens`)."""
+    if prefill_chunk < 0:
+        raise ValueError(f"run_episodes: prefill_chunk must be >= 0, got {prefill_chunk}")
     N, K, T = len(tasks), budget.max_turns, budget.max_total_tokens
     W = budget.max_prompt_tokens + T                      # the sampler's prompt width: the whole history
     turn_cfg = scfg.replace(max_prompt_len=W, max_new_tokens=budget.max_turn_tokens, rows_per_call=0)
@@ -131,7 +136,8 @@ def run_episodes(params, model_cfg, scfg, sampler_state, pool: EnvPool, tasks: l
     valid_action = np.zeros((N, K), bool)
     exists = np.zeros((N, K), bool)
     texts = [[] for _ in range(N)]
-    S = W + budget.max_turn_tokens                      # cache columns (kv_carry)
+    S = W + budget.max_turn_tokens                      # cache columns (kv_carry) the turns may fill
+    spare = prefill_chunk                               # a last chunk writes past its tokens
     pending, ds, col = [[] for _ in range(N)], None, 0   # tokens not yet in the cache
     current_state = np.array([int(e.initial_state_id) if e is not None else -1 for e in pool.envs], np.int64)
     for k in range(K):
@@ -146,12 +152,14 @@ def run_episodes(params, model_cfg, scfg, sampler_state, pool: EnvPool, tasks: l
             if k == 0 or (lens[live] == 0).any() or col + O + budget.max_turn_tokens > S:
                 width = budget.max_prompt_tokens if k == 0 else W        # (re-)prefill the histories
                 toks, mask = _left_pad([prompts[i] + rest[i] for i in range(N)], width, scfg.pad_id)
-                ds, col = multiturn.open_cache(params, model_cfg, turn_cfg, put(toks), put(mask), total_len=S), width
+                ds = multiturn.open_cache(params, model_cfg, turn_cfg, put(toks), put(mask), total_len=S + spare)
+                col = width
             else:                                                          # only the new tokens
                 obs_t = np.full((N, T), scfg.pad_id, np.int32)
                 for i in np.flatnonzero(lens):
                     obs_t[i, :lens[i]] = pending[i]
-                ds = multiturn.append_tokens(params, model_cfg, turn_cfg, ds, put(obs_t), put(lens), np.int32(col))
+                ds = multiturn.append_tokens(params, model_cfg, turn_cfg, ds, put(obs_t), put(lens), np.int32(col),
+                                             chunk=prefill_chunk)
                 col += O
             key, sampler_state = split_state(sampler_state)
             ds, t_, m_, lp_ = multiturn.decode_turn(params, model_cfg, turn_cfg, ds, key, put(live), np.int32(col),

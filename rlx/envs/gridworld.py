@@ -75,6 +75,11 @@ def _reachable(holes: np.ndarray) -> bool:
     return (n - 1, n - 1) in reachable((0, 0), lambda q: 0 <= q[0] < n and 0 <= q[1] < n and not holes[q])
 
 
+def random_move(rng) -> str:
+    """A uniformly random move (the warm starts mix these into the experts' moves)."""
+    return list(MOVES)[rng.integers(len(MOVES))]
+
+
 def parse_action(text: str) -> str | None:
     """The last move word in `text`, lower-cased; None if there is none."""
     found = _MOVE_RE.findall(text)
@@ -136,8 +141,7 @@ class GridWorld:
         return best[1]
 
     def random_action(self, rng) -> str:
-        """A uniformly random move (the warm start mixes these into the expert's)."""
-        return list(MOVES)[rng.integers(len(MOVES))]
+        return random_move(rng)
 
     def step(self, action: str) -> StepResult:
         if self.done:

@@ -18,14 +18,24 @@ GRPO's advantages are computed from it.)
 
 `state_id` = player cell + n * (sorted box cells in base n), n = cells in the map: the
 same player and box positions are the same state.
+
+`expert_action()` is the first move of a shortest solution from the current state
+(breadth-first search over player and box positions, ties broken up, down, left,
+right), or None where no solution exists (a box pushed into a corner): the SFT warm
+start's demonstrations. Task option "neighbors" (default False) adds a line of the
+four cells next to the player and the four cells beyond them (up, down, left, right,
+then the same beyond; `#` off the map): what a push needs to know, which a small model
+would otherwise read off the 2-D layout.
 """
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 from rlx.envs.base import StepResult
-from rlx.envs.gridworld import MOVES, parse_action, reachable
+from rlx.envs.gridworld import MOVES, parse_action, random_move, reachable
 
 
 def parse_level(text: str) -> tuple[list[str], set, set, tuple]:
@@ -115,12 +125,48 @@ def render(grid, boxes, targets, player) -> str:
     return "\n".join("".join(r) for r in rows)
 
 
+def solve(grid, boxes, targets, player, max_states: int = 200_000) -> list[str] | None:
+    """A shortest list of moves that puts every box on a target (breadth-first search over
+    player and box positions; ties broken in the order up, down, left, right), [] if
+    solved already, None if no solution exists within `max_states` states."""
+    start = (player, frozenset(boxes))
+    parent = {start: None}
+    todo = deque([start])
+    while todo:
+        state = todo.popleft()
+        pl, bx = state
+        if bx == targets:
+            path = []
+            while parent[state] is not None:
+                state, move = parent[state]
+                path.append(move)
+            return path[::-1]
+        for name, (dr, dc) in MOVES.items():
+            nxt = (pl[0] + dr, pl[1] + dc)
+            if grid[nxt[0]][nxt[1]] == "#":
+                continue
+            nb = bx
+            if nxt in bx:
+                beyond = (nxt[0] + dr, nxt[1] + dc)
+                if grid[beyond[0]][beyond[1]] == "#" or beyond in bx:
+                    continue
+                nb = (bx - {nxt}) | {beyond}
+            new = (nxt, nb)
+            if new not in parent:
+                parent[new] = (state, name)
+                if len(parent) > max_states:
+                    return None
+                todo.append(new)
+    return None
+
+
 class Sokoban:
     """`reset(task, seed)`: task {"level": text} or the arguments of `make_level`
     (width, height, boxes, wall_prob, scramble; `level_seed` defaults to `seed`), and
-    optional "max_steps" (default 30) and "hint" (default True: the instruction line
-    follows the map in every observation)."""
-    TASK_KEYS = ("level", "width", "height", "boxes", "wall_prob", "scramble", "level_seed", "max_steps", "hint")
+    optional "max_steps" (default 30), "hint" (default True: the instruction line
+    follows the map in every observation) and "neighbors" (default False)."""
+    TASK_KEYS = ("level", "width", "height", "boxes", "wall_prob", "scramble", "level_seed", "max_steps", "hint",
+                 "neighbors")
     SEED_KEY = "level_seed"
 
     def reset(self, task: dict, seed: int) -> str:
@@ -131,6 +177,7 @@ class Sokoban:
         self.grid, self.boxes, self.targets, self.player = parse_level(level)
         self.max_steps = int(task.get("max_steps", 30))
         self.hint = bool(task.get("hint", True))
+        self.neighbors = bool(task.get("neighbors", False))
         self.steps = 0
         self.done = False
         self._initial = self.state_id()
@@ -150,10 +197,26 @@ class Sokoban:
 
     def observation(self) -> str:
         grid = render(self.grid, self.boxes, self.targets, self.player)
+        if self.neighbors:
+            rows = grid.split("\n")
+            near = []
+            for k in (1, 2):
+                for dr, dc in MOVES.values():
+                    r, c = self.player[0] + k * dr, self.player[1] + k * dc
+                    near.append(rows[r][c] if 0 <= r < len(rows) and 0 <= c < len(rows[r]) else "#")
+            grid += "\n" + "".join(near)
         if not self.hint:
             return grid
         return grid + ("\nYou are @. Push every $ onto a . (# is a wall). Answer with one move: up, down, left "
                        "or right.")
+
+    def expert_action(self) -> str | None:
+        """The first move of a shortest solution from here, or None if there is none."""
+        path = solve(self.grid, self.boxes, self.targets, self.player)
+        return path[0] if path else None
+
+    def random_action(self, rng) -> str:
+        return random_move(rng)
 
     def step(self, action: str) -> StepResult:
         if self.done:

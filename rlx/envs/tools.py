@@ -29,7 +29,13 @@ character-level CPU models); answers are `<answer>` tags either way.
 
 `expert_action()` (the SFT warm start's demonstrations): once the last tool call shows
 the target (Countdown: answer with that expression) or the answer (arithmetic: answer
-the value), answer; else call the tool on the problem's known solution.
+the value), answer; else, with task option "expert" = "solution" (default), call the
+tool on the problem's known solution — or, with "search" (Countdown with two numbers
+a, b as listed in the prompt), call it on the next untried candidate of the fixed
+order a+b, a*b, a-b, b-a, a/b, b/a: the blind trial-and-check a policy can imitate
+without knowing the answer, which a budget of `max_steps` turns cuts short when the
+right operation comes late (what RL can improve: picking the operation from the
+numbers and the target).
 `random_action(rng)` calls it on a random candidate (two of the numbers or operands
 with a random operator).
 """
@@ -74,7 +80,7 @@ def calculate(expr: str) -> str:
 class ToolMath:
     """`reset(task, seed)` with task {"index" (the seed key), "problem", "level", "seed",
     "tool" (calculator | python, default calculator), "max_steps", "timeout_s", "template"}."""
-    TASK_KEYS = ("index", "problem", "level", "seed", "tool", "max_steps", "timeout_s", "template")
+    TASK_KEYS = ("index", "problem", "level", "seed", "tool", "max_steps", "timeout_s", "template", "expert")
     SEED_KEY = "index"
 
     def reset(self, task: dict, seed: int) -> str:
@@ -88,6 +94,11 @@ class ToolMath:
         template = task.get("template", "answer")
         if template not in ("answer", "compact"):
             raise ValueError(f"tool task: template must be 'answer' or 'compact', got {template!r}")
+        self.expert = task.get("expert", "solution")
+        if self.expert not in ("solution", "search"):
+            raise ValueError(f"tool task: expert must be 'solution' or 'search', got {self.expert!r}")
+        if self.expert == "search" and len(self.example.get("numbers", ())) != 2:
+            raise ValueError("tool task: expert='search' needs Countdown problems with two numbers (level 1)")
         self.calls: list[str] = []
         self.last_value = None
         self.steps = 0
@@ -148,6 +159,12 @@ class ToolMath:
                 return f"<answer>{self.example['answer']}</answer>"
             expr = self.calls[-1] if self.tool == "calculator" else self.calls[-1][len("print("):-1]
             return f"<answer>{expr}</answer>"
+        if self.expert == "search":
+            a, b = self.example["numbers"]
+            tried = set(self.calls)
+            for expr in (f"{a}+{b}", f"{a}*{b}", f"{a}-{b}", f"{b}-{a}", f"{a}/{b}", f"{b}/{a}"):
+                if (expr if self.tool == "calculator" else f"print({expr})") not in tried:
+                    return self._call(expr)
         sol = self.example["answer"] if self.example["task"] == "countdown" else self.example["expression"]
         return self._call(sol)
 

@@ -276,6 +276,45 @@ def decode_step(params, cfg: ModelConfig, token_B, position_B, cache, key_mask_B
     return logits, {"k": ks, "v": vs}
 
 
+def extend_step(params, cfg: ModelConfig, tokens_BC, position_B, lengths_B, cache, key_mask_BS, col):
+    """Feeds a chunk of up to C given tokens per row in one forward (chunked prefill into
+    a filled cache): row b's first `lengths_B[b]` tokens of `tokens_BC`, token j at RoPE
+    position `position_B[b] + j`, its key/value written at column `col + j` (all C
+    columns are written; `key_mask` must already mark the live ones, and the cache must
+    have C columns from `col`). Query j attends the live columns before `col + j + 1`: the
+    history and the chunk's tokens up to itself. `params` as for `decode_step`.
+
+    Returns (float32 logits after each row's last fed token [B, V] — meaningless for a
+    row fed nothing, which the caller keeps as it was — and the cache)."""
+    dp = decode_params(params, cfg)
+    inv_freq = rope_inv_freq(cfg)
+    B, C = tokens_BC.shape
+    N, Dh = cfg.num_kv_heads, cfg.head_dim
+    g = cfg.num_heads // N
+    S = key_mask_BS.shape[1]
+    ks, vs = list(cache["k"]), list(cache["v"])
+    j = jnp.arange(C, dtype=jnp.int32)
+    sees = key_mask_BS.astype(bool)[:, None, :] & (jnp.arange(S)[None, None, :] <= col + j[None, :, None])
+    scale = 1.0 / math.sqrt(Dh)
+    x = sharded_embed(dp, cfg, tokens_BC)                                     # [B, C, D]
+    pos = position_B[:, None] + j[None]
+    for i, lp in enumerate(dp["layers"]):
+        q, k, v = project_qkv(cfg, lp, x, pos, inv_freq)                      # [B, C, H|N, Dh]
+        ks[i] = constrain(jax.lax.dynamic_update_slice(ks[i], k.transpose(0, 2, 3, 1).astype(ks[i].dtype),
+                                                       (0, 0, 0, col)), K_AXES)
+        vs[i] = constrain(jax.lax.dynamic_update_slice(vs[i], v.transpose(0, 2, 1, 3).astype(vs[i].dtype),
+                                                       (0, 0, col, 0)), V_AXES)
+        sc = jnp.einsum("bcngd,bnds->bngcs", q.reshape(B, C, N, g, Dh), ks[i],
+                        preferred_element_type=jnp.float32) * scale
+        sc = jnp.where(sees[:, None, None], sc, NEG_INF)
+        p = jax.nn.softmax(sc, axis=-1).astype(vs[i].dtype)
+        att = jnp.einsum("bngcs,bnsd->bcngd", p, vs[i])
+        x = finish_layer(cfg, lp, x, att.reshape(B, C, N * g, Dh))
+    last = jnp.clip(lengths_B.astype(jnp.int32) - 1, 0, C - 1)
+    h = rms_norm(jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0], dp["final_norm"], cfg.rms_norm_eps)
+    return constrain(logits_from_hidden(dp, cfg, h), ("batch", "act_vocab")), {"k": ks, "v": vs}
+
+
 def repeat_rows(tree, n: int, axis: int = 0):
     """Every row becomes n consecutive rows (row r -> rows r*n .. r*n+n-1): forking."""
     return jax.tree.map(lambda x: jnp.repeat(x, n, axis=axis), tree)

@@ -466,6 +466,7 @@ def _env_checks(c) -> list[str]:
     need(v.step_timeout_s > 0, "env.step_timeout_s", "must be > 0")
     need(v.invalid_action_penalty >= 0, "env.invalid_action_penalty", "must be >= 0")
     need(v.replay >= 0, "env.replay", "must be >= 0 (0 = off)")
+    need(v.prefill_chunk >= 0, "env.prefill_chunk", "must be >= 0 (0 = one decode step per token)")
     need(c.rl.group_size >= 2, "rl.group_size", "episode groups need >= 2 episodes per task")
     need(not c.rl.dynamic_sampling, "rl.dynamic_sampling", "does not apply to multi-turn episodes")
     need(c.data.curriculum == "uniform", "data.curriculum", "multi-turn episodes draw tasks uniformly")

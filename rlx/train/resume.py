@@ -33,7 +33,7 @@ FREE_KEYS = ("run_dir", "name", "plan_topology", "log.", "checkpoint.", "mesh.",
              "sampler.decode_sharding",
              "model.remat", "model.unroll_layers", "model.vocab_chunk", "model.hf_path", "model.tokenizer_path",
              "model.init_from", "data.eval_prompts", "data.eval_seed", "env.workers", "env.step_timeout_s",
-             "env.kv_carry", "env.eval_tasks")
+             "env.kv_carry", "env.prefill_chunk", "env.eval_tasks")
 MARKER = "complete.json"
 log = logging.getLogger(__name__)
 

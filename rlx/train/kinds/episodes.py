@@ -35,10 +35,11 @@ disjoint from the training numbers; a small map family can still repeat a traini
 by chance), one greedy episode each; the success rate is the run's `eval/accuracy`.
 
 The SFT warm start (`demonstrations`) needs an environment with `expert_action()` (the
-gridworld's shortest safe path, the tool task's check-then-answer): demonstration
-episodes follow the expert, with the environment's `random_action` instead at rate 0.3
-where it has one (so they visit the states a weak policy reaches), and
-each turn gives one example: the history so far as the prompt (tokens exactly as
+gridworld's shortest safe path, Sokoban's shortest solution, the tool task's
+check-then-answer; None where the expert has no move, which ends that demonstration
+episode): demonstration episodes follow the expert, with the environment's
+`random_action` instead at rate 0.3 where it has one (so they visit the states a weak
+policy reaches), and each turn gives one example: the history so far as the prompt (tokens exactly as
 `run_episodes` builds them) and the expert's move + EOS as the completion.
 """
 
@@ -142,7 +143,7 @@ class Episodes(RolloutKind):
                 params, ctx.model_cfg, scfg, ctx.sampler_state, self.pool, [self.task(n) for n in numbers],
                 [int(s) for s in seeds], encode_prompt=self.encode_prompt,
                 encode_observation=self.encode_observation, decode=self.decode, budget=self.budget, put=ctx.put,
-                kv_carry=bool(ctx.config.env.kv_carry))
+                kv_carry=bool(ctx.config.env.kv_carry), prefill_chunk=int(ctx.config.env.prefill_chunk))
         return eps
 
     # ------------------------------------------------------------------ one step
@@ -307,6 +308,8 @@ class Episodes(RolloutKind):
             rest = 0
             for _ in range(b.max_turns):
                 expert = env.expert_action()
+                if expert is None:                       # the expert has no move from here
+                    break
                 act = (tok.encode(expert, add_special_tokens=False) + [stop])[:b.max_turn_tokens]
                 if i < num:
                     p_tok[i, W - len(hist):], p_mask[i, W - len(hist):] = hist, True
