@@ -12,6 +12,10 @@ invalid-action penalty 0.1) on 8 levels x 8 episodes per step. Success (every bo
 target, greedy) on 64 held-out levels is logged at step 0 and at the end. verl-agent
 shapes Sokoban's reward per step (+/-1 per box, -0.1 per move, +10 solved); rlx keeps
 the outcome only (see rlx/envs/sokoban.py).
+
+Measured (2 CPU cores, seed 0): it does NOT improve at this size — greedy success 0.391
+after the warm start, 0.344 after 40 steps (15 min); with --config.optimizer.lr=1e-3 and
+60 steps 0.234. The sampled success rose from 0.28 (first 10 steps) to 0.35-0.38.
 """
 
 from configs import gigpo_gridworld
