@@ -95,7 +95,18 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.kl_coef = 0.0                   # KL(pi || pi_ref) coefficient (0 = no reference model)
     c.rl.kl_kind = "k3"                  # k1 | k2 | k3 | abs
     c.rl.kl_placement = "loss"           # "loss" (added to the loss) | "reward" (folded into rewards)
+    c.rl.kl_agg = ""                     # the KL term's own aggregation ("" = rl.agg; SPO's trainer:
+    #                                      seq-mean-token-sum, `(k3 * mask).sum(1).mean()`)
+    c.rl.whiten_scope = "batch"          # SPO advantages whitened over the "batch" (estimator), each
+    #                                      "minibatch" or each "micro_batch" (update; SPO official)
     c.rl.entropy_coef = 0.0              # entropy bonus coefficient (loss -= c * H)
+    c.rl.advantage_decomposition = False  # bnpo: one advantage per weighted reward component,
+    #                                      averaged (BNPO's use_advantage_decomposition)
+    c.rl.policy_temperature = 0.0        # the trained policy pi_T = softmax(logits / T): new, old and
+    #                                      reference log-probs, ratio, KL, entropy (as verl, TRL and
+    #                                      SPO train); 0 = sampler.temperature (1 when greedy);
+    #                                      1.0 = the untempered trainer of rlx before 2026-12;
+    #                                      preference losses (dpo, ...) always score at 1
     c.rl.group_size = 8                  # G samples per prompt
     c.rl.prompts_per_step = 8            # P prompts per RL step (batch B = P * G)
     c.rl.epochs = 1                      # passes over each batch (PPO epochs)
@@ -104,9 +115,24 @@ def get_config() -> ml_collections.ConfigDict:
     #                                      divisor of its rows for token-level losses, whole groups
     #                                      for group losses (DisCO, DRPO, TRPA)
     c.rl.dynamic_sampling = False        # DAPO: drop zero-variance groups, oversample to refill
-    c.rl.max_sampling_rounds = 3         # dynamic sampling: generation rounds per step at most
+    c.rl.max_sampling_rounds = 10        # dynamic sampling: generation rounds per step at most (DAPO 10)
+    c.rl.gen_batch_multiple = 1          # dynamic sampling: a round samples this x prompts_per_step
+    #                                      prompts (DAPO's gen_batch_size: 3 x the train batch)
+    c.rl.dynamic_overflow = "discard"    # kept groups beyond the batch: "discard" (DAPO) | "recover"
+    #                                      (Confucius3-Math's recent sample recovery: next batch first)
+    c.rl.allow_partial_batch = False     # rounds ran out before the batch filled: False = skip the
+    #                                      update (warning, metric dynamic/skipped; DAPO stops the
+    #                                      run), True = train on the kept groups
     c.rl.overlong_cache = 0              # DAPO overlong shaping window L_cache in tokens (0 = off)
-    c.rl.recompute_old_logprobs = False  # recompute log pi_old with the trainer (else sampler's)
+    c.rl.recompute_old_logprobs = False  # recompute log pi_old with the trainer (else sampler's);
+    #                                      then sampler-vs-trainer agreement is logged (rollout/*)
+    c.rl.rollout_correction = ml_collections.ConfigDict()   # sampler/trainer mismatch (needs the
+    #                                      recomputed pi_old; rlx/losses/rollout_correction.py)
+    c.rl.rollout_correction.is_level = "none"       # truncated IS: none | token | sequence
+    c.rl.rollout_correction.is_threshold = 2.0      # its cap C (verl's rollout_is_threshold)
+    c.rl.rollout_correction.rs_level = "none"       # masking: none | token | sequence | geometric
+    c.rl.rollout_correction.rs_threshold = 2.0      # keep weights in [lower, this]
+    c.rl.rollout_correction.rs_threshold_lower = 0.0   # 0 = 1 / rs_threshold
     c.rl.pad_multiple = 64               # trainer drops all-padding columns; widths rounded up to
     #                                      buckets pad_multiple x 2^k (and the full width): each
     #                                      (prompt, completion) bucket compiles once, e.g. at most
@@ -125,7 +151,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.spo = ml_collections.ConfigDict()
     c.spo.threshold = 0.9                # low-probability token threshold (cutpoints, probability mask)
     c.spo.cutpoint_interval = 5          # chain: keep every k-th candidate cutpoint
-    c.spo.num_cuts = 8                   # chain: at most this many cutpoints per response (static)
+    c.spo.num_cuts = 0                   # chain: at most this many cutpoints per response (static);
+    #                                      0 = no cap (official): ceil(max_new_tokens / interval)
+    c.spo.truncated_reward = "zero"      # chain: a response cut by the length budget scores "zero"
+    #                                      (official unfinished penalty) | "task" (its task reward)
     c.spo.mc_samples = 9                 # chain: K continuations per cutpoint (9 GSM8K, 4 long CoT)
     c.spo.branching = (6, 6, 6)          # tree: children per node at each level
     c.spo.segment_len = 30               # tree: tokens per segment above the last level (30 GSM8K)
@@ -178,6 +207,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.reward_workers = -1           # reward checker processes (hard deadline, parallel):
     #                                      -1 = one per CPU core (at most 4), 0 = in-process
     c.data.reward_time_limit_s = 1.0     # per-completion checker deadline (0 = none)
+    c.data.reward_weights = ()           # weights of the task's reward components, e.g. (1.0, 1.0)
+    #                                      = format + answer on arithmetic/gsm8k; () = the task's own
     c.data.eval_prompts = 64             # held-out prompts for accuracy before/after/during
     c.data.eval_seed = 12345             # seed of the held-out prompts
 

@@ -8,8 +8,9 @@ and schedule, and takes from the algorithm's config what defines the algorithm: 
 
 from configs import quickstart
 
-RL_KEYS = ("algorithm", "estimator", "estimator_kwargs", "loss", "loss_kwargs", "agg", "kl_coef", "kl_kind",
-           "kl_placement", "entropy_coef", "dynamic_sampling", "max_sampling_rounds", "overlong_cache")
+RL_KEYS = ("algorithm", "estimator", "estimator_kwargs", "loss", "loss_kwargs", "agg", "kl_agg", "whiten_scope",
+           "kl_coef", "kl_kind", "kl_placement", "entropy_coef", "dynamic_sampling", "max_sampling_rounds",
+           "gen_batch_multiple", "dynamic_overflow", "allow_partial_batch", "overlong_cache")
 
 
 def on_quickstart(paper, name: str):

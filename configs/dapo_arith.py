@@ -1,5 +1,6 @@
-"""DAPO on the quickstart task: clip-higher, dynamic sampling with recent-sample recovery,
-overlong shaping (for experiments/compare.py against configs/quickstart.py)."""
+"""DAPO on the quickstart task: clip-higher, dynamic sampling as the official recipe
+(rounds of 3 x P prompts, overflow discarded), overlong shaping (for experiments/compare.py
+against configs/quickstart.py)."""
 
 from configs import dapo
 from configs.cpu_scale import on_quickstart

@@ -163,6 +163,7 @@ def program_inputs(c, progs, sampler_cfg, eval_cfg):
     from rlx.sampling import tree as stree
     from rlx.train import critic as tcritic
     from rlx.train import preference as tpref
+    from rlx.train.kinds.spo_chain import num_cut_slots
     from rlx.train.programs import abstract_params, critic_trunk, reference_params, shardings_like_params
     from rlx.types import Batch
 
@@ -216,7 +217,7 @@ def program_inputs(c, progs, sampler_cfg, eval_cfg):
         return out
     if c.rl.estimator == "spo_chain":
         K = int(c.spo.mc_samples)
-        n_states = sampler_cfg.rows_per_call // K if sampler_cfg.rows_per_call else P * G * c.spo.num_cuts
+        n_states = sampler_cfg.rows_per_call // K if sampler_cfg.rows_per_call else P * G * num_cut_slots(c.spo, T)
         out.append(("spo_continue", sampler_call(sampler_cfg, K, max(1, n_states), Lp + T)))
     B = P * G
     lp, t = Lp, T

@@ -24,9 +24,11 @@ def np_gigpo(rew, anchor, step_valid, gamma=0.95, w=1.0, mode="mean_norm", per_s
         R = np.array([rew[p, g][step_valid[p, g]].sum() if traj_ok[g] else 0.0 for g in range(G)])
         AE = np.zeros(G)
         good = np.flatnonzero(traj_ok)
-        if good.size >= 2:
-            reps = [step_valid[p, g].sum() if per_step else 1 for g in good]
-            vals = np.repeat(R[good], reps)
+        reps = [step_valid[p, g].sum() if per_step else 1 for g in good]
+        vals = np.repeat(R[good], reps)
+        if vals.size == 1:          # official: a single row's statistics are mean 0, std 1
+            AE[good] = R[good] / (1 + eps) if mode == "mean_std_norm" else R[good]
+        elif good.size >= 2:
             if vals.max() > vals.min():
                 AE[good] = R[good] - vals.mean()
                 if mode == "mean_std_norm":
@@ -107,11 +109,13 @@ def test_episode_rewards_argument_and_step_weight():
 
 
 def test_anchor_ids_are_compared_within_a_task_only():
-    # the same id in two different tasks is two different states.
+    # the same id in two different tasks is two different states: both anchor groups are
+    # singletons (A^S = 0); each task is a single row, so A = A^E = R (official).
     rew = np.array([[[1.0]], [[0.0]]], np.float32)   # P = 2, G = 1, S = 1
     anchor = np.zeros((2, 1, 1), np.int32)
     adv, m = A.gigpo(rew, anchor)
-    assert np.all(np.asarray(adv) == 0) and int(m["singleton_anchor_steps"]) == 2
+    np.testing.assert_array_equal(adv, rew)
+    assert int(m["singleton_anchor_steps"]) == 2
 
 
 def test_segment_stats_match_numpy():
@@ -134,7 +138,7 @@ def test_segment_stats_match_numpy():
 
 def test_degenerate_inputs():
     rew, anchor, valid = random_agent_batch(2)
-    # a single trajectory per task: A^E = 0 everywhere, counted.
+    # a single trajectory per task: counted; A^E = 0 unless it is a single row (below).
     adv, m = A.gigpo(rew[:, :1], anchor[:, :1], valid[:, :1])
     assert int(m["degenerate_groups"]) == 3
     ref = np_gigpo(rew[:, :1], anchor[:, :1], valid[:, :1])
@@ -155,6 +159,23 @@ def test_degenerate_inputs():
     v2 = valid.copy()
     v2[0, 1] = False
     np.testing.assert_allclose(adv, np_gigpo(rew, anchor, v2), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("per_step", [True, False])
+def test_single_row_task_gets_its_own_score(per_step):
+    # verl-agent's episode statistics give a group of ONE row mean 0 and std 1, so that
+    # row's A^E is its score R. Task 0: one trajectory of one step, reward 0.7: one row
+    # either way, A = 0.7 (its anchor group is a singleton: A^S = 0). Task 1: one
+    # trajectory of two steps, rewards 0.2 and 0.3 (R = 0.5): with per-step statistics it
+    # is two rows of 0.5, A^E = 0.5 - 0.5 = 0; with per-trajectory statistics one row, A^E
+    # = 0.5; A^S = 0 (two distinct states). "mean_std_norm" divides by 1 + 1e-6.
+    rew = np.array([[[0.7, 0.0]], [[0.2, 0.3]]], np.float32)
+    valid = np.array([[[True, False]], [[True, True]]])
+    anchor = np.array([[[0, 1]], [[0, 1]]])
+    for mode, scale in (("mean_norm", 1.0), ("mean_std_norm", 1 / (1 + 1e-6))):
+        adv, _ = A.gigpo(rew, anchor, valid, mode=mode, episode_stats_per_step=per_step)
+        t1 = 0.0 if per_step else 0.5 * scale
+        np.testing.assert_allclose(adv, [[[0.7 * scale, 0.0]], [[t1, t1]]], rtol=1e-6, atol=1e-7)
 
 
 def test_jit_equals_no_jit_and_to_tokens_layout():

@@ -217,8 +217,8 @@ def test_spo_engine_paths(tmp_path, name):
 
 
 def test_dynamic_sampling_filters_and_resumes_with_its_carry(tmp_path):
-    # DAPO: every trained group has reward variance; the groups carried over to the next
-    # batch are in the checkpoint, so 4 steps == 3 steps + resume + 1 step. (With seed 1
+    # DAPO with recent sample recovery: every trained group has reward variance; the
+    # groups carried over to the next batch are in the checkpoint, so 4 steps == 3 steps + resume + 1 step. (With seed 1
     # step 3 oversamples: 5 kept groups for 4 slots, so step 4 starts from one carried group.)
     dapo = os.path.join(ROOT, "configs", "dapo_arith.py")
 
@@ -226,6 +226,7 @@ def test_dynamic_sampling_filters_and_resumes_with_its_carry(tmp_path):
         c = load_config(dapo)
         apply_overrides(c, [f"run_dir={d}", "log.progress=False", "data.eval_prompts=0", "sft.steps=30",
                             "sft.batch_size=32", "rl.prompts_per_step=4", "rl.max_sampling_rounds=6", "rl.minibatches=2", "train.steps=4",
+                            "rl.dynamic_overflow=recover", "rl.gen_batch_multiple=1",
                             "seed=1",
                             "train.eval_every=0", "checkpoint.interval=1", "checkpoint.async_save=False",
                             "mesh.shape=(1, 1, 1)"])

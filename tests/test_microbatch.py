@@ -7,12 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers.engine_configs import sgd_update
 
 from rlx import models
 from rlx.train.microbatch import map_rows, merge_rows, num_chunks, split_rows
 from rlx.train.programs import make_sft_step
-from rlx.train.state import TrainState
-from rlx.train.update import UpdateSpec, make_logprobs_fn, make_update
+from rlx.train.update import UpdateSpec, make_logprobs_fn
 from rlx.types import Batch
 
 
@@ -84,12 +84,6 @@ def test_micro_batched_logprobs_equal_the_full_batch(model, vocab_chunk):
         np.testing.assert_allclose(got, full, atol=2e-6, rtol=0)
 
 
-def _update(cfg, params, spec, b):
-    opt = optax.sgd(0.1)
-    state = TrainState.create(params, opt, jax.random.key(1))
-    return jax.jit(make_update(cfg, spec, opt))(state, Batch.create(**{k: jnp.asarray(v) for k, v in b.items()}))
-
-
 @pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
 def test_micro_batches_smaller_than_a_group(model, agg):
     # Groups of 8 rows, 2 minibatches of 8 rows; micro-batches of 2 rows (a quarter of a
@@ -99,8 +93,8 @@ def test_micro_batches_smaller_than_a_group(model, agg):
     b = _batch()
     base = UpdateSpec(loss="ppo_clip", agg=agg, group_size=8, minibatches=2, micro_batches=1, entropy_coef=0.01,
                       max_len=5)
-    s1, m1 = _update(cfg, params, base, b)
-    s4, m4 = _update(cfg, params, UpdateSpec(**{**base.__dict__, "micro_batches": 4}), b)
+    s1, m1 = sgd_update(cfg, params, base, b)
+    s4, m4 = sgd_update(cfg, params, UpdateSpec(**{**base.__dict__, "micro_batches": 4}), b)
     for k in ("loss", "policy_loss", "entropy", "grad_norm"):
         np.testing.assert_allclose(m4[k], m1[k], rtol=2e-5, atol=1e-7)
     for x, y in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s4.params)):
@@ -112,8 +106,8 @@ def test_group_losses_keep_whole_groups(model):
     b = _batch()
     spec = UpdateSpec(loss="disco", group_size=8, minibatches=1, micro_batches=4, max_len=5)
     with pytest.raises(ValueError, match="micro-batches of whole groups of 8"):
-        _update(cfg, params, spec, b)
-    _update(cfg, params, UpdateSpec(loss="disco", group_size=4, micro_batches=4, max_len=5), b)   # 4 x 1 group
+        sgd_update(cfg, params, spec, b)
+    sgd_update(cfg, params, UpdateSpec(loss="disco", group_size=4, micro_batches=4, max_len=5), b)   # 4 x 1 group
 
 
 def test_sft_step_accumulation_is_exact(model):

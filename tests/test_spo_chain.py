@@ -275,6 +275,23 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="mask"):
         spo_cutpoints(LOGP_HAND, MASK_HAND[:, :5], num_cuts=2)
     with pytest.raises(ValueError, match="num_cuts"):
-        spo_cutpoints(LOGP_HAND, MASK_HAND, num_cuts=0)
+        spo_cutpoints(LOGP_HAND, MASK_HAND, num_cuts=-1)
     with pytest.raises(ValueError, match="interval"):
         spo_cutpoints(LOGP_HAND, MASK_HAND, num_cuts=2, interval=0)
+
+
+def test_cutpoints_without_a_cap_keep_every_kept_candidate():
+    # num_cuts=0: S = ceil(T / interval), enough for any response of T tokens (official:
+    # an unbounded list). Worst case: every one of T = 7 tokens is a candidate, c = -1..5;
+    # interval 3 keeps #0, #3, #6: c = -1, 2, 5 = ceil(7 / 3) = 3 slots, nothing dropped.
+    cuts, m = spo_cutpoints(np.log(np.full((1, 7), 0.5, np.float32)), np.ones((1, 7), bool), num_cuts=0,
+                            interval=3)
+    np.testing.assert_array_equal(cuts.positions, [[-1, 2, 5]])
+    assert int(m["dropped_cutpoints"]) == 0
+    # The hand response (candidates c = -1, 1, 3, 4, 6), interval 1: S = 8 slots, all 5 kept.
+    cuts, m = spo_cutpoints(LOGP_HAND, MASK_HAND, num_cuts=0, interval=1)
+    np.testing.assert_array_equal(cuts.positions, [[-1, 1, 3, 4, 6, -1, -1, -1]])
+    np.testing.assert_array_equal(cuts.valid, [[True] * 5 + [False] * 3])
+    assert int(m["dropped_cutpoints"]) == 0
+    with pytest.raises(ValueError, match="num_cuts"):
+        spo_cutpoints(LOGP_HAND, MASK_HAND, num_cuts=-1)

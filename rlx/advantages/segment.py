@@ -81,25 +81,27 @@ def spo_cutpoints(old_logp_BT, mask_BT, *, num_cuts: int, interval: int = INTERV
     the first response token is a low-probability one (it is then candidate 0, always
     kept). Only real tokens (mask) are candidates; p_t = threshold is not a candidate.
 
-    Defaults: threshold 0.9, interval 5 (official `cutpoint_interval`). rlx differs in
-    one place: the official list is unbounded, rlx keeps the first `num_cuts` (static
-    S) and reports the rest in `metrics["dropped_cutpoints"]`; the chain then ends at
-    the last kept cut (its final segment gets R - V(c_last)), as the official code's
-    commented-out `cutpoints[:10]` variant would.
+    Defaults: threshold 0.9, interval 5 (official `cutpoint_interval`). The official
+    list is unbounded; so is rlx's with `num_cuts=0`: S = ceil(T / interval), the most
+    cuts T tokens can give (one static shape per width T, nothing ever dropped). With
+    `num_cuts` > 0 rlx keeps the first `num_cuts` (static S) and reports the rest in
+    `metrics["dropped_cutpoints"]`; the chain then ends at the last kept cut (its final
+    segment gets R - V(c_last)), as the official code's commented-out `cutpoints[:10]`
+    variant would.
 
     Returns (Cutpoints, metrics): metrics `cutpoints` (mean valid cuts per row),
     `dropped_cutpoints` (total beyond S), `prompt_cutpoints` (rows whose prompt is a cut).
     """
     name = "spo_cutpoints"
-    if not isinstance(num_cuts, int) or num_cuts < 1:
-        raise ValueError(f"{name}: num_cuts must be a positive int, got {num_cuts!r}")
+    if not isinstance(num_cuts, int) or num_cuts < 0:
+        raise ValueError(f"{name}: num_cuts must be an int >= 0 (0 = no cap), got {num_cuts!r}")
     if not isinstance(interval, int) or interval < 1:
         raise ValueError(f"{name}: interval must be a positive int, got {interval!r}")
     if not 0 < threshold <= 1:
         raise ValueError(f"{name}: threshold must be in (0, 1], got {threshold!r}")
     logp, mask = _check_tokens(name, old_logp_BT, mask_BT)
     B, T = logp.shape
-    S = num_cuts
+    S = num_cuts or -(-T // interval)
     cand = mask & (jnp.exp(logp) < threshold)
     rank = jnp.cumsum(cand, axis=1, dtype=jnp.int32) - 1       # candidate index per token
     chosen = cand & (rank % interval == 0)

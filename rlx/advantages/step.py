@@ -101,8 +101,11 @@ def gigpo(step_rewards, anchor_ids, step_valid=None, *, episode_rewards=None, va
     Inputs: `step_rewards` float `[P, G, S]`, `anchor_ids` int `[P, G, S]`,
     `step_valid` bool `[P, G, S]`, `valid` bool `[P, G]` (trajectory mask). A
     trajectory with a NaN/Inf reward or no valid step is invalid (all its steps 0).
-    rlx differences: tasks with < 2 valid trajectories get A^E = 0 (official: the raw
-    score for a single step row); the official similarity-based grouping of text
+    A task whose statistics have a single row — one valid trajectory of one step, or
+    one valid trajectory with `episode_stats_per_step=False` — gets A^E = R (divided by
+    1 + 1e-6 in "mean_std_norm"): the official code gives a one-row group mean 0 and
+    std 1. One trajectory of several steps (per-step statistics) is several equal rows:
+    A^E = 0. rlx differences: the official similarity-based grouping of text
     observations is left to the caller (map similar states to one id).
     Metrics: degenerate_groups, invalid_samples (trajectories), singleton_anchor_steps,
     anchor_groups, nonfinite_rewards.
@@ -142,6 +145,10 @@ def gigpo(step_rewards, anchor_ids, step_valid=None, *, episode_rewards=None, va
     hi = jnp.max(jnp.where(traj_ok, R, -jnp.inf), axis=1)
     lo = jnp.min(jnp.where(traj_ok, R, jnp.inf), axis=1)
     adv_E = jnp.where(traj_ok & ((n_traj >= 2) & (hi > lo))[:, None], adv_E, 0)
+    # A group of one row (one trajectory of one step, or one trajectory with per-trajectory
+    # statistics): the official statistics are mean 0, std 1, so A^E = R (/ (1 + eps)).
+    single = jnp.sum(weight, axis=1) == 1
+    adv_E = jnp.where(traj_ok & single[:, None], R / (1.0 + eps) if norm_std else R, adv_E)
 
     # Step level.
     returns = discounted_returns(r, step_ok, gamma)

@@ -10,10 +10,12 @@ Paper: "DAPO: An Open-Source LLM Reinforcement Learning System at Scale" (Yu et 
     `keep_singletons=True` reproduces that.
   * generation rounds repeat, accumulating kept groups, until the training batch is
     full; the official code then truncates to the batch size and DISCARDS the
-    overflow, and raises an error after `max_num_gen_batches` rounds. rlx carries the
-    overflow into the next batch instead (recent sample recovery,
-    rlx/curriculum/recovery.py) and, when `max_rounds` is reached, returns a partial
-    batch with a validity mask rather than stopping the run.
+    overflow, and raises an error after `max_num_gen_batches` rounds. `fill_batch`
+    leaves the overflow in the buffer and, when `max_rounds` is reached, returns a
+    partial batch with a validity mask; the engine (`rlx.train.kinds.groups`) then
+    discards the overflow (official) or carries it into the next batch (recent sample
+    recovery, rlx/curriculum/recovery.py), and skips the update of a partial batch
+    (or trains on it) rather than stopping the run.
 
 `group_keep_mask` is pure and jit-compatible. "std > 0" is computed exactly, as
 max − min > 0 over the group's valid samples. For the usual 0/1 (or any integer)

@@ -17,7 +17,7 @@ observations always follow a finished turn (what `rlx.envs.chat.chat_encoders`'
 observation tokens assume). The trainer's view (`Episodes`): the first prompt (left-padded) and the rest
 as one right-padded "completion" whose `loss_mask` is 1 on model tokens and 0 on
 observation tokens (context for the forward, no loss, no gradient), with the sampler's
-log-probs of the model tokens (temperature 1, as `SampleOutput.logprobs`).
+log-probs of the model tokens (at `logprob_temperature`, as `SampleOutput.logprobs`).
 
 Per turn: the reward, the state id the action was taken in (GiGPO's anchor state),
 `valid_action`. An episode ends when the environment says done, when it fails (EnvPool:

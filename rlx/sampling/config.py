@@ -42,6 +42,10 @@ class SamplerConfig:
     decode_sharding: where the decode loop keeps the weights on a mesh
       (`rlx.sampling.decode_sharding`): "params" (as trained), "replicated", or
       "tensor" (MLP and vocabulary over every chip). No effect on one device.
+    logprob_temperature: the temperature of the policy whose log-prob `logprobs`
+      reports, log softmax(logits / logprob_temperature)[token] (> 0). The engine sets
+      it to the trainer's policy temperature (`rl.policy_temperature`), so the sampler's
+      log-probs are the trainer's pi_old; 1.0 = the untempered model.
     """
     max_prompt_len: int
     max_new_tokens: int
@@ -55,6 +59,7 @@ class SamplerConfig:
     slots: int = 0
     page_size: int = 16
     decode_sharding: str = "params"
+    logprob_temperature: float = 1.0
 
     def __post_init__(self):
         for f in ("max_prompt_len", "max_new_tokens"):
@@ -87,12 +92,16 @@ class SamplerConfig:
         if self.decode_sharding not in DECODE_SHARDINGS:
             raise ValueError(f"SamplerConfig.decode_sharding: expected one of {DECODE_SHARDINGS}, got "
                              f"{self.decode_sharding!r}")
+        if not isinstance(self.logprob_temperature, (int, float)) or not self.logprob_temperature > 0:
+            raise ValueError(f"SamplerConfig.logprob_temperature: must be a number > 0, got "
+                             f"{self.logprob_temperature!r}")
         if self.slots and self.kv_cache == "dense":
             raise ValueError(f"SamplerConfig.slots={self.slots}: continuous batching needs kv_cache='paged' or "
                              "'ragged'")
         object.__setattr__(self, "stop_ids", stops)
         object.__setattr__(self, "temperature", float(self.temperature))
         object.__setattr__(self, "top_p", float(self.top_p))
+        object.__setattr__(self, "logprob_temperature", float(self.logprob_temperature))
 
     def replace(self, **kw) -> SamplerConfig:
         return dataclasses.replace(self, **kw)
@@ -127,7 +136,7 @@ class SampleOutput:
       prompt_mask        bool    [B, Lp]
       completion_tokens  int32   [B, T]   right-padded with pad_id
       completion_mask    bool    [B, T]   real tokens (the stop token included)
-      logprobs           float32 [B, T]   log pi(token) at temperature 1 (0 on padding)
+      logprobs           float32 [B, T]   log pi_T(token), T = logprob_temperature (0 on padding)
       sampling_logprobs  float32 [B, T]   log-prob under the distribution actually
                                           sampled (temperature, top-k, top-p; 0 for greedy)
       lengths            int32   [B]      real completion tokens

@@ -47,7 +47,7 @@ def open_cache(params, cfg: ModelConfig, scfg: SamplerConfig, tokens_BL, mask_BL
 def decode_turn(params, cfg: ModelConfig, scfg: SamplerConfig, ds: DecodeState, key, live_B, col0, steps: int):
     """One model turn of the `live_B` rows from the cache's current logits: up to `steps`
     tokens each, token t at column `col0 + t`. Returns (state, tokens [B, steps], mask,
-    log-probs at temperature 1)."""
+    log-probs at `scfg.logprob_temperature`)."""
     B = live_B.shape[0]
     ds = ds.replace(done=~live_B.astype(bool), generated=jnp.zeros((B,), jnp.int32),
                     finish=jnp.full((B,), FinishReason.LENGTH, jnp.int32))

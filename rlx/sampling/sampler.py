@@ -16,7 +16,7 @@ prompts (a bounded KV cache: rows_per_call x (Lp + T) columns), each chunk one c
 program, with the same samples as one call (tested).
 
 Per step: one token per row from the current logits, its log-prob under the
-policy at temperature 1 (`logprobs`, what the trainer recomputes) and under the
+policy at `logprob_temperature` (`logprobs`, what the trainer recomputes) and under the
 distribution actually sampled (`sampling_logprobs`: temperature, top-k, top-p; 0 for
 greedy), then one cached decode step. Rows that are done emit `pad_id` with mask
 False (their compute is wasted, but shapes stay static).
@@ -79,16 +79,19 @@ def fork(ds: DecodeState, n: int) -> DecodeState:
 
 
 def pick(scfg: SamplerConfig, logits_BV, key):
-    """(token [B], policy log-prob at temperature 1 [B], sampling log-prob [B]); `key` is
-    one key or a key per row (`sample_categorical`).
+    """(token [B], policy log-prob [B], sampling log-prob [B]); `key` is one key or a key
+    per row (`sample_categorical`). The policy log-prob is the full distribution's at
+    `scfg.logprob_temperature` (the trainer's pi_T), the sampling log-prob that of the
+    distribution drawn from (temperature, then top-k / top-p; 0 for greedy).
     Greedy (temperature 0) takes the argmax (lowest index on ties); otherwise an exact
     draw from softmax of the filtered, tempered logits (`sample_categorical`)."""
-    logp_all = jax.nn.log_softmax(logits_BV, axis=-1)
+    lt = scfg.logprob_temperature
+    logp_all = jax.nn.log_softmax(logits_BV if lt == 1.0 else logits_BV / lt, axis=-1)
     if scfg.temperature == 0:
         tok = argmax(logits_BV)
         slp = jnp.zeros(tok.shape, jnp.float32)
     else:
-        plain = scfg.temperature == 1.0 and scfg.top_k == 0 and scfg.top_p == 1.0
+        plain = scfg.temperature == lt and scfg.top_k == 0 and scfg.top_p == 1.0
         z = logp_all if plain else filter_logits(logits_BV / scfg.temperature, scfg.top_k, scfg.top_p)
         tok = sample_categorical(key, z)
         zlogp = logp_all if plain else jax.nn.log_softmax(z, axis=-1)

@@ -51,7 +51,7 @@ class Tree:
       prompt_mask        bool    [P, Lp]
       tokens             int32   [P, N, M]   each node's segment (root: empty), right-padded
       mask               bool    [P, N, M]
-      logprobs           float32 [P, N, M]   policy log-probs at temperature 1
+      logprobs           float32 [P, N, M]   policy log-probs at `logprob_temperature`
       sampling_logprobs  float32 [P, N, M]   under the distribution sampled
       parent             int32   [N]         parent slot (−1 for the root)
       depth              int32   [N]         0 for the root, d for level d

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from rlx import models, sampling
-from rlx.train.config import ConfigError
+from rlx.train.config import ConfigError, policy_temperature
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 # Architecture fields of `config.model` and the ModelConfig field each one sets.
@@ -144,4 +144,5 @@ def sampler_config(c, *, stop_ids=(), pad_id: int = 0, greedy: bool = False) -> 
         temperature=0.0 if greedy else float(s.temperature), top_k=0 if greedy else int(s.top_k),
         top_p=1.0 if greedy else float(s.top_p), stop_ids=tuple(stop_ids), pad_id=int(pad_id),
         rows_per_call=int(s.rows_per_call), kv_cache=str(s.kv_cache), slots=int(s.slots),
-        page_size=int(s.page_size), decode_sharding=str(s.decode_sharding))
+        page_size=int(s.page_size), decode_sharding=str(s.decode_sharding),
+        logprob_temperature=policy_temperature(c))

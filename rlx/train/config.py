@@ -67,6 +67,15 @@ def lora_targets(text) -> tuple[str, ...]:
     return tuple(t.strip() for t in str(text).split(",") if t.strip())
 
 
+def policy_temperature(c) -> float:
+    """The temperature T of the policy the trainer trains, pi_T = softmax(logits / T):
+    `rl.policy_temperature`, or with 0 the sampling temperature (1 for a greedy sampler).
+    With T = the sampling temperature the sampler's log-probs are pi_old's and the
+    first update is on-policy (verl `compute_log_prob`, TRL `logits / temperature`)."""
+    t = float(c.rl.get("policy_temperature", 0.0))
+    return t if t > 0 else (float(c.sampler.temperature) or 1.0)
+
+
 def base_config() -> ml_collections.ConfigDict:
     return load_config(_BASE_PATH)
 
@@ -354,11 +363,18 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
         e.append(f"config.rl.group_size: estimator {r.estimator!r} compares the samples of a group, so "
                  f"group_size=1 makes every advantage 0; use group_size >= 2 (or a critic: rl.estimator=gae)")
     need(r.agg in AGG_MODES, "rl.agg", f"must be one of {AGG_MODES}")
+    need(r.kl_agg in ("",) + AGG_MODES, "rl.kl_agg", f"must be '' (= rl.agg) or one of {AGG_MODES}")
+    need(r.whiten_scope in ("batch", "minibatch", "micro_batch"), "rl.whiten_scope",
+         "must be batch, minibatch or micro_batch")
+    need(r.whiten_scope == "batch" or r.estimator in ("spo_chain", "spo_tree"), "rl.whiten_scope",
+         f"minibatch / micro_batch whitening is for the SPO estimators (their estimator then does not "
+         f"whiten); rl.estimator={r.estimator!r} whitens (or not) in the estimator: keep 'batch'")
     sp = c.spo
     need(0 < sp.threshold <= 1, "spo.threshold", "must be in (0, 1]")
     need(sp.cutpoint_interval >= 1, "spo.cutpoint_interval", "must be >= 1")
-    need(sp.num_cuts >= 1, "spo.num_cuts", "must be >= 1")
+    need(sp.num_cuts >= 0, "spo.num_cuts", "must be >= 0 (0 = no cap)")
     need(sp.mc_samples >= 1, "spo.mc_samples", "must be >= 1")
+    need(sp.truncated_reward in ("zero", "task"), "spo.truncated_reward", "must be 'zero' or 'task'")
     need(len(sp.branching) >= 1 and min(sp.branching) >= 1, "spo.branching", "must be positive ints")
     need(sp.tree_mode in ("rloo", "grpo"), "spo.tree_mode", "must be rloo or grpo")
     need(1 <= sp.train_edges <= sp.replay_capacity, "spo.train_edges", "must be in [1, spo.replay_capacity]")
@@ -374,6 +390,7 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
     need(c.critic.value_clip > 0, "critic.value_clip", "must be > 0")
     need(c.critic.max_grad_norm >= 0, "critic.max_grad_norm", "must be >= 0")
     need(r.kl_coef >= 0, "rl.kl_coef", "must be >= 0")
+    need(r.policy_temperature >= 0, "rl.policy_temperature", "must be >= 0 (0 = sampler.temperature)")
     need(r.kl_kind in ("k1", "k2", "k3", "abs"), "rl.kl_kind", "must be k1, k2, k3 or abs")
     need(r.kl_placement in ("loss", "reward"), "rl.kl_placement", "must be 'loss' or 'reward'")
     need(r.group_size >= 1, "rl.group_size", "must be >= 1")
@@ -393,7 +410,28 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
         need(r.micro_batches >= 1 and mb_prompts % max(r.micro_batches, 1) == 0, "rl.micro_batches",
              f"must be >= 1 and divide the {mb_prompts} prompts of a minibatch (loss {r.loss!r} needs whole "
              "groups)")
+    rc = r.rollout_correction
+    from rlx.losses import rollout_correction as rcorr
+    need(rc.is_level in rcorr.IS_LEVELS, "rl.rollout_correction.is_level", f"must be one of {rcorr.IS_LEVELS}")
+    need(rc.rs_level in rcorr.RS_LEVELS, "rl.rollout_correction.rs_level", f"must be one of {rcorr.RS_LEVELS}")
+    need(rc.is_threshold > 0 and rc.rs_threshold > 0, "rl.rollout_correction.is_threshold",
+         "is_threshold and rs_threshold must be > 0")
+    need(0 <= rc.rs_threshold_lower <= rc.rs_threshold, "rl.rollout_correction.rs_threshold_lower",
+         "must be in [0, rs_threshold] (0 = 1 / rs_threshold)")
+    if rc.is_level != "none" or rc.rs_level != "none":
+        need(r.recompute_old_logprobs, "rl.rollout_correction",
+             "compares the trainer's pi_old with the sampler's log-probs: set rl.recompute_old_logprobs=True")
+        need(r.estimator not in ("spo_tree",) and not c.env.get("name") and not pref, "rl.rollout_correction",
+             "applies to single-turn groups and spo_chain")
+        if rc.is_level != "none":
+            need(r.loss in rcorr.WEIGHTABLE_LOSSES, "rl.rollout_correction.is_level",
+                 f"weights the per-token loss through the advantage: rl.loss must be one of "
+                 f"{rcorr.WEIGHTABLE_LOSSES}, got {r.loss!r}")
+            need(r.get("whiten_scope", "batch") == "batch", "rl.rollout_correction.is_level",
+                 "whitening in the update would undo the weights: keep rl.whiten_scope='batch'")
     need(r.max_sampling_rounds >= 1, "rl.max_sampling_rounds", "must be >= 1")
+    need(r.gen_batch_multiple >= 1, "rl.gen_batch_multiple", "must be >= 1 (prompts per round / prompts_per_step)")
+    need(r.dynamic_overflow in ("discard", "recover"), "rl.dynamic_overflow", "must be 'discard' or 'recover'")
     need(r.pad_multiple >= 0, "rl.pad_multiple", "must be >= 0 (0 = no trimming)")
     need(0 <= r.overlong_cache < c.sampler.max_new_tokens, "rl.overlong_cache",
          "must be in [0, sampler.max_new_tokens)")
@@ -423,6 +461,19 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
     need(c.data.eval_prompts >= 0, "data.eval_prompts", "must be >= 0")
     need(c.data.reward_workers >= -1, "data.reward_workers", "must be -1 (auto), 0 (in-process) or a count")
     need(c.data.reward_time_limit_s >= 0, "data.reward_time_limit_s", "must be >= 0 (0 = no limit)")
+    from rlx.rewards import get_task
+    from rlx.train.data import REWARD_TASK
+    spec = get_task(REWARD_TASK[c.data.task]) if c.data.task in REWARD_TASK else None
+    if c.data.reward_weights and spec is not None:
+        need(len(c.data.reward_weights) == spec.num_components, "data.reward_weights",
+             f"task {spec.name!r} has {spec.num_components} components {spec.component_names}, "
+             f"got {len(c.data.reward_weights)} weights")
+    if c.rl.advantage_decomposition:
+        need(c.rl.estimator == "bnpo", "rl.advantage_decomposition", "is BNPO's: needs rl.estimator='bnpo'")
+        need(not c.env.get("name"), "rl.advantage_decomposition", "does not apply to multi-turn episodes")
+        need(c.rl.overlong_cache == 0 and not (c.rl.kl_coef and c.rl.kl_placement == "reward"),
+             "rl.advantage_decomposition", "decomposes the task's reward components: the overlong penalty "
+             "and a KL folded into the reward are not components (set rl.overlong_cache=0, rl.kl_placement=loss)")
     need(c.sft.steps >= 0, "sft.steps", "must be >= 0")
     need(c.sft.batch_size >= 1, "sft.batch_size", "must be >= 1")
     need(c.sft.lr > 0, "sft.lr", "must be > 0")

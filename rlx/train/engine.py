@@ -277,6 +277,9 @@ class Engine:
         r = self.kind.collect(StepInputs(params=self.state.params,
                                          reference=self.reference() if self.uses_ref else None,
                                          critic=self.critic, key=key, step=self.step, curriculum=self.dump_state))
+        if r.skipped:
+            log.warning("step %d: %s; its update is skipped", self.step + 1, r.skipped)
+            return {**r.metrics, "time/step": time.perf_counter() - t0}
         with self.sharding():
             t1 = time.perf_counter()
             self.state, upd = self._updates[self.kind.update](self.state, r.batch, *r.update_args)

@@ -40,9 +40,11 @@ EPISODE_ESTIMATORS = ("gigpo", "reinforce_pp") + EPISODE_GROUP_ESTIMATORS
 
 
 def advantages_for(rl, rewards_PG: np.ndarray, valid_PG: np.ndarray, groups: dict, flat: dict,
-                   old_logp_BT, mask_BT, values_BT=None):
+                   old_logp_BT, mask_BT, values_BT=None, components_CPG: np.ndarray | None = None):
     """(token advantages [B, T] device array, sequence advantages [P, G] numpy, metrics,
-    critic returns [B, T] or None)."""
+    critic returns [B, T] or None). `components_CPG`: the reward components an estimator
+    decomposes (BNPO's advantage decomposition: one advantage per component, averaged)
+    in place of the total `rewards_PG`."""
     name = rl.estimator
     if name not in ENGINE_ESTIMATORS:
         raise ValueError(f"config.rl.estimator: {name!r} cannot be driven by the RL engine "
@@ -69,7 +71,10 @@ def advantages_for(rl, rewards_PG: np.ndarray, valid_PG: np.ndarray, groups: dic
     elif name == "reinforce_pp_baseline":
         adv_BT, metrics = fn(jnp.asarray(rewards_PG), mask, jnp.asarray(valid_PG), **kw)
     else:
-        args = {"rewards": jnp.asarray(rewards_PG), "valid": jnp.asarray(valid_PG)}
+        if components_CPG is not None and name != "bnpo":
+            raise ValueError(f"config.rl.advantage_decomposition: estimator {name!r} does not decompose rewards")
+        r = rewards_PG if components_CPG is None else components_CPG
+        args = {"rewards": jnp.asarray(r), "valid": jnp.asarray(valid_PG)}
         if "lengths" in params:
             args["lengths"] = jnp.asarray(flat["lengths"].reshape(P, G), jnp.float32)
         if "seq_logp" in params:

@@ -7,8 +7,10 @@ what a run executes:
   update        rlx.train.update.make_update (epochs x minibatches x micro-batches),
                 in/out state shardings, the state donated
   logprobs      old / reference log-probs: make_logprobs_fn in chunks of
-                `train.forward_rows` rows (T = 1: the trainer's policy)
-  logprobs_T    the same at the sampling temperature (SPO cutpoints)
+                `train.forward_rows` rows, at the trained policy's temperature
+                (`rl.policy_temperature`)
+  logprobs_T    the same at the sampling temperature (SPO cutpoints); the same
+                program as `logprobs` when the two temperatures agree (the default)
   values        critic values in row chunks; critic_update (gae / egae only)
   sft_step      one SFT step (micro-batches of `train.forward_rows`) — when sft.steps > 0
   pref_update / pref_ref   preference losses
@@ -160,13 +162,15 @@ class Programs:
                 param_sh=param_sh, state_sh=state_sh, base_cfg=base_cfg, base_param_sh=base_sh, forward_rows=rows,
                 update=jax.jit(make_update(model_cfg, upd_spec, optimizer), out_shardings=(state_sh, None),
                                donate_argnums=(0,)),
-                logprobs=jax.jit(make_logprobs_fn(model_cfg, vc, rows)))
+                logprobs=jax.jit(make_logprobs_fn(model_cfg, vc, rows, temperature=spec.temperature)))
         p.init_state = jax.jit(lambda prm, key: TrainState.create(prm, optimizer, key), out_shardings=state_sh)
         if lora.enabled(model_cfg):      # base params -> LoRA policy (frozen base + fresh adapters)
             p.attach = jax.jit(lambda prm, key: lora.attach(prm, model_cfg, key), out_shardings=param_sh,
                                donate_argnums=(0,))     # the full-precision base is not kept beside it
         if c.rl.estimator in ("spo_chain", "spo_tree"):
-            p.logprobs_T = jax.jit(make_logprobs_fn(model_cfg, vc, rows, temperature=c.sampler.temperature or 1.0))
+            t_sample = float(c.sampler.temperature) or 1.0
+            p.logprobs_T = p.logprobs if t_sample == spec.temperature else jax.jit(
+                make_logprobs_fn(model_cfg, vc, rows, temperature=t_sample))
         if c.rl.estimator in CRITIC_ESTIMATORS and not tpref.is_preference(c.rl.loss):
             copt = optax.adam(c.critic.lr)
             if c.critic.max_grad_norm:

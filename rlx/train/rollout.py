@@ -85,7 +85,8 @@ def score_completions(config, task: str, texts, examples):
     checker failure of the call is logged (their count is a metric)."""
     d = config.data
     r, comps, stats = rw.score(task, texts, examples, time_limit_s=float(d.reward_time_limit_s) or None,
-                               workers=reward_workers(d.reward_workers))
+                               workers=reward_workers(d.reward_workers),
+                               weights=tuple(d.get("reward_weights", ())) or None)
     if stats.errors or stats.timeouts:
         log.warning("%d of %d completions could not be scored (%d errors, %d timeouts; scored as failures); "
                     "first: %s", stats.errors + stats.timeouts, stats.n, stats.errors, stats.timeouts,

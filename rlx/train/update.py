@@ -8,11 +8,26 @@ and each minibatch into `micro_batches` whose gradients are accumulated (a `lax.
 one micro-batch's activations live at a time). Micro-batches are strided row chunks
 (`rlx.train.microbatch`): of whole groups for group losses, of any rows for token-level
 losses (those with an aggregation denominator), so a micro-batch may be smaller than a
-group. Loss per micro-batch m (logp from the trainer forward, everything else data):
+group. Loss per micro-batch m (logp from the trainer forward at the policy temperature T,
+log softmax(logits / T) — `rl.policy_temperature`, by default the sampler's — and
+everything else data; the entropy H is pi_T's too):
 
     policy   rlx.losses.<loss>(logp, old_logp, adv, mask, agg=..., **loss_kwargs)
-    + kl_coef * aggregate(kl(logp, ref_logp, kl_kind), mask, agg)   (kl_placement="loss")
+    + kl_coef * aggregate(kl(logp, ref_logp, kl_kind), mask, kl_agg)   (kl_placement="loss")
     - entropy_coef * aggregate(H, mask, agg)
+
+`kl_agg` (`rl.kl_agg`, default `rl.agg`) is the KL term's own aggregation: SPO's trainer
+adds `kl_coef * (k3 * mask).sum(1).mean()` (seq-mean-token-sum: about T times a
+token-mean) to a token-mean policy loss. Its seq-mean denominators count every row with
+a completion token, also rows whose loss mask is empty (the official `.mean()` over the
+micro-batch's rows; the policy's seq-mean counts rows with a loss token).
+
+Advantage whitening in the update (`rl.whiten_scope`, SPO estimators): "batch" leaves
+the advantages as the estimator made them (whitened over the whole batch); "minibatch"
+and "micro_batch" whiten them here over the loss-mask tokens of each optimizer minibatch
+or each micro-batch (all devices' rows: the sums are global), A' = (A - mean) *
+rsqrt(var + 1e-8), unbiased var, 0 off the mask — SPO's trainer whitens each training
+micro-step (`masked_whiten(..., distributed=True, unbiased_variance=True)`).
 
 Exact aggregation with accumulation: the aggregation denominators depend on masks only,
 so the minibatch's global denominator D = sum_m den_m is computed first and every
@@ -39,8 +54,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rlx import losses, models
+from rlx import losses, models, ops
 from rlx.models import lora
+from rlx.train.config import policy_temperature
 from rlx.train.microbatch import map_rows, split_rows
 from rlx.train.state import TrainState
 from rlx.types import Batch
@@ -65,6 +81,13 @@ class UpdateSpec:
     micro_batches: int = 1
     vocab_chunk: int = 0          # -1: auto by vocabulary size (rlx.models.resolve_vocab_chunk)
     max_len: int | None = None
+    temperature: float = 1.0      # the trained policy pi_T = softmax(logits / T) (rl.policy_temperature)
+    kl_agg: str = ""              # the KL term's aggregation; "" = agg (rl.kl_agg)
+    whiten_scope: str = "batch"   # batch (estimator) | minibatch | micro_batch (rl.whiten_scope)
+
+    @property
+    def kl_mode(self) -> str:
+        return self.kl_agg or self.agg
 
     @classmethod
     def from_config(cls, c) -> UpdateSpec:
@@ -74,7 +97,8 @@ class UpdateSpec:
                    entropy_coef=float(r.entropy_coef), group_size=int(r.group_size),
                    epochs=int(r.epochs), minibatches=int(r.minibatches),
                    micro_batches=int(r.micro_batches), vocab_chunk=int(c.model.vocab_chunk),
-                   max_len=int(c.sampler.max_new_tokens))
+                   max_len=int(c.sampler.max_new_tokens), temperature=policy_temperature(c),
+                   kl_agg=str(r.get("kl_agg", "")), whiten_scope=str(r.get("whiten_scope", "batch")))
 
 
 def _loss_inputs(spec: UpdateSpec):
@@ -83,13 +107,15 @@ def _loss_inputs(spec: UpdateSpec):
     return fn, params, "agg_denominator" in params
 
 
-def micro_loss(params, model_cfg, spec: UpdateSpec, mb: Batch, den_total, weight):
-    """Loss of one micro-batch, already scaled for accumulation; (loss, metrics)."""
+def micro_loss(params, model_cfg, spec: UpdateSpec, mb: Batch, den_total, weight, kl_den_total=None):
+    """Loss of one micro-batch, already scaled for accumulation; (loss, metrics).
+    `den_total` / `kl_den_total`: the minibatch's global denominators of `agg` and of
+    the KL's aggregation (`kl_denominator`; None = this micro-batch's own)."""
     fn, sig, agg_based = _loss_inputs(spec)
     want_entropy = spec.entropy_coef != 0.0
     logp, entropy = models.completion_logprobs(
         params, model_cfg, mb.prompt_tokens, mb.prompt_mask, mb.completion_tokens, mb.completion_mask,
-        vocab_chunk=spec.vocab_chunk or None, with_entropy=True)
+        temperature=spec.temperature, vocab_chunk=spec.vocab_chunk or None, with_entropy=True)
     mask = loss_mask_of(mb)
     kw = dict(spec.loss_kwargs)
     if "agg" in sig:
@@ -118,7 +144,9 @@ def micro_loss(params, model_cfg, spec: UpdateSpec, mb: Batch, den_total, weight
     if spec.kl_coef and spec.kl_in_loss:
         if mb.ref_logprobs is None:
             raise ValueError("rl.kl_coef > 0 with kl_placement='loss' needs ref_logprobs in the batch")
-        kl_term = agg(losses.kl(logp, mb.ref_logprobs, spec.kl_kind))
+        kl_den = kl_denominator(mb, spec) if kl_den_total is None else kl_den_total
+        kl_term = losses.aggregate(losses.kl(logp, mb.ref_logprobs, spec.kl_kind), mask, spec.kl_mode,
+                                   max_len=spec.max_len, denominator=kl_den)
         loss = loss + spec.kl_coef * kl_term
         metrics["kl"] = kl_term
     ent_term = agg(jax.lax.stop_gradient(entropy) if not want_entropy else entropy)
@@ -138,9 +166,31 @@ def loss_mask_of(b: Batch):
     return b.completion_mask if b.loss_mask is None else b.loss_mask & b.completion_mask
 
 
-def _denominator(mask_BT, spec: UpdateSpec):
-    return losses.aggregate_parts(jnp.zeros(mask_BT.shape, jnp.float32), mask_BT, spec.agg,
+def _denominator(mask_BT, spec: UpdateSpec, mode: str | None = None):
+    return losses.aggregate_parts(jnp.zeros(mask_BT.shape, jnp.float32), mask_BT, mode or spec.agg,
                                   spec.max_len)[1]
+
+
+def kl_denominator(b: Batch, spec: UpdateSpec):
+    """Denominator of the KL term over the rows of `b`: of `spec.kl_mode` over the loss
+    mask, except that the seq-mean modes count every row with a completion token."""
+    mode = spec.kl_mode
+    if mode in ("seq-mean-token-sum", "seq-mean-token-mean"):
+        return _denominator(b.completion_mask, spec, mode)
+    return _denominator(loss_mask_of(b), spec, mode)
+
+
+def whiten_advantages(mb: Batch, scope: str) -> Batch:
+    """`mb` (leaves [M, rows, ...]) with its advantages whitened over the loss-mask
+    tokens of the whole minibatch ("minibatch") or of each micro-batch ("micro_batch");
+    unchanged for "batch" (see the module docstring)."""
+    if scope == "batch":
+        return mb
+    if scope not in ("minibatch", "micro_batch"):
+        raise ValueError(f"rl.whiten_scope must be batch, minibatch or micro_batch, got {scope!r}")
+    axis = None if scope == "minibatch" else tuple(range(1, mb.advantages.ndim))
+    adv = ops.masked_whiten(mb.advantages, loss_mask_of(mb), ddof=1, eps=1e-8, axis=axis)
+    return mb.replace(advantages=adv.astype(mb.advantages.dtype))
 
 
 def micro_batch_unit(spec: UpdateSpec) -> int:
@@ -156,15 +206,17 @@ def make_update(model_cfg, spec: UpdateSpec, optimizer: optax.GradientTransforma
 
     def one_minibatch(state: TrainState, mb: Batch):
         # mb leaves are [M, rows, ...]
+        mb = whiten_advantages(mb, spec.whiten_scope)
         dens = jax.vmap(lambda m: _denominator(loss_mask_of(m), spec))(mb)
         den_total = jnp.sum(dens)
+        kl_den_total = jnp.sum(jax.vmap(lambda m: kl_denominator(m, spec))(mb))
 
         # Gradients w.r.t. the trainable params only (a LoRA policy's adapters): the
         # frozen base is a constant of the loss, so no gradient of it is ever computed.
         trainable = lora.trainable(state.params)
 
         def loss_of(tr, x, den, w):
-            return micro_loss(lora.combine(state.params, tr), model_cfg, spec, x, den, w)
+            return micro_loss(lora.combine(state.params, tr), model_cfg, spec, x, den, w, kl_den_total)
 
         def micro(carry, x):
             g_acc, m_acc = carry
@@ -172,7 +224,7 @@ def make_update(model_cfg, spec: UpdateSpec, optimizer: optax.GradientTransforma
             return (jax.tree.map(jnp.add, g_acc, g), jax.tree.map(jnp.add, m_acc, met)), None
 
         first = jax.tree.map(lambda a: a[0], mb)
-        met_shape = jax.eval_shape(lambda p: micro_loss(p, model_cfg, spec, first, den_total, 1.0)[1],
+        met_shape = jax.eval_shape(lambda p: micro_loss(p, model_cfg, spec, first, den_total, 1.0, kl_den_total)[1],
                                    state.params)
         zeros_m = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), met_shape)
         zeros_g = jax.tree.map(jnp.zeros_like, trainable)

@@ -64,6 +64,8 @@ class Rollout:
     critic       (returns, values) for the critic's update, or None
     curriculum   (source ids [B], sequence advantages [B], valid [B]) for DUMP, or None
     train_tokens tokens the update trains on, all epochs (for its throughput; 0: not logged)
+    skipped      why this step has no batch to train on ("" = it has one): the engine
+                 logs the metrics, warns, and leaves the policy unchanged
     """
     batch: Any
     metrics: dict
@@ -71,6 +73,7 @@ class Rollout:
     critic: tuple | None = None
     curriculum: tuple | None = None
     train_tokens: float = 0.0
+    skipped: str = ""
 
 
 def old_and_ref_logprobs(ctx: RunContext, inputs: StepInputs, dev: dict, recompute: bool):

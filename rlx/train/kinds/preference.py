@@ -6,6 +6,10 @@ it builds `rl.prompts_per_step` pairs — on-policy (`pref.source="online"`: G s
 per prompt, best vs worst) or offline (a JSONL of pairs, or the task's gold answer vs a
 corrupted one) — and the reference's sequence log-probs of both sides; the engine's
 preference program trains on them.
+
+Log-probs here are at temperature 1 whatever `rl.policy_temperature` says: DPO and its
+family score sequences under the untempered policy (the DPO paper's pi_theta; TRL's
+`DPOTrainer` does not divide by a temperature), and offline pairs have no sampler.
 """
 
 from __future__ import annotations

@@ -3,19 +3,25 @@
 Paper: "Segment Policy Optimization: Effective Segment-Level Credit Assignment in RL for
 Large Language Models" (official code: AIFrameResearch/SPO); the pure pieces are
 `rlx.advantages.segment`. The rollout kind of `rl.estimator = "spo_chain"`, per step:
-  1. G samples per prompt (the groups kind's sampling), rewards R from the task.
+  1. G samples per prompt (the groups kind's sampling), rewards R from the task; a
+     response cut by the length budget gets R = 0 (`spo.truncated_reward = "zero"`,
+     the official episode generator's unfinished-response penalty; "task" keeps its
+     task reward). Metric `spo/truncated`: the fraction of such responses.
   2. Cutpoints from the old token probabilities at the sampling temperature: tokens with
      p < 0.9, every `spo.cutpoint_interval`-th kept, at most `spo.num_cuts` per response.
   3. V(c) = mean task reward of `spo.mc_samples` (K) continuations from the state
      "prompt + response[:c+1]" (`sampling.continue_from`); a continuation cut by the
      length budget scores 0 (official). Identical states — the same prompt and the same
      prefix tokens, e.g. the prompt state shared by a group — are evaluated once.
-  4. `spo_chain` token advantages (probability mask, whitening over the batch).
+  4. `spo_chain` token advantages (probability mask; whitening over the whole batch
+     with `rl.whiten_scope = "batch"`, else in the update over each optimizer
+     minibatch or each micro-batch — the official trainer whitens each training
+     micro-step, all devices' rows: `configs/spo_chain.py` sets "micro_batch").
 The loss counts only tokens with old probability < 0.9 (`Batch.loss_mask`; the official
-trainer masks them out of the loss, so they leave the token-mean denominator too). rlx
-whitens over the whole batch where the official trainer whitens each micro-batch
-(identical with one micro-batch). The batch keeps the sampler's full width (no
-trimming): the continuations start from its rows.
+trainer masks them out of the loss, so they leave the token-mean denominator too). The
+cutpoints are uncapped with `spo.num_cuts = 0` (official; S = ceil(T / interval)
+slots, one static shape). The batch keeps the sampler's full width (no trimming): the
+continuations start from its rows.
 """
 
 from __future__ import annotations
@@ -27,6 +33,13 @@ from rlx import advantages, losses, sampling
 from rlx.train import estimate
 from rlx.train.kinds.groups import Groups
 from rlx.train.rollout import score_completions, to_host
+from rlx.types import FinishReason
+
+
+def num_cut_slots(spo, T: int) -> int:
+    """S, the static number of cutpoint slots per response of width T: `spo.num_cuts`,
+    or with 0 (no cap) ceil(T / spo.cutpoint_interval), the most T tokens can give."""
+    return int(spo.num_cuts) or -(-int(T) // int(spo.cutpoint_interval))
 
 
 def spo_bucket(n: int) -> int:
@@ -37,7 +50,7 @@ def spo_bucket(n: int) -> int:
 
 def _score(ctx, texts: list[str], examples: list[dict], finish: np.ndarray) -> np.ndarray:
     r, comps, _ = score_completions(ctx.config, ctx.reward_task, texts, examples)
-    return np.where(finish == 1, 0.0, r).astype(np.float32)        # truncated continuation: 0
+    return np.where(finish == FinishReason.LENGTH, 0.0, r).astype(np.float32)   # truncated continuation: 0
 
 
 def chain_advantages(ctx, params, flat: dict, examples_B: list[dict], rewards_B: np.ndarray, dev: dict, old_T):
@@ -88,7 +101,8 @@ def chain_advantages(ctx, params, flat: dict, examples_B: list[dict], rewards_B:
         for (b, j), u in where.items():
             values[b, j] = v_u[u]
     adv, amet = advantages.spo_chain(jnp.asarray(values), cuts.valid, jnp.asarray(rewards_B), cuts.positions,
-                                     mask, old_T, threshold=s.threshold)
+                                     mask, old_T, threshold=s.threshold,
+                                     whiten=ctx.config.rl.whiten_scope == "batch")
     keep = losses.spo_probability_mask(old_T, mask, threshold=s.threshold)
     metrics = {f"spo/{k}": float(to_host(v)) for k, v in {**cmet, **amet}.items()}
     metrics.update({"spo/unique_states": float(n), "spo/mc_tokens": float(tokens_total)})
@@ -107,7 +121,12 @@ class SPOChain(Groups):
                                         dev["completion_tokens"], dev["completion_mask"])
         examples_B = [e for e in ctx.train_src.lookup(groups["source_ids"], groups["example_ids"])
                       for _ in range(G)]
+        truncated_B = flat["finish_reason"] == FinishReason.LENGTH
+        rewards_B = np.where(valid_PG, rewards_PG, 0.0).reshape(B)
+        if ctx.config.spo.truncated_reward == "zero":          # official: unfinished penalty 0
+            rewards_B = np.where(truncated_B, 0.0, rewards_B)
         adv_BT, loss_mask, est_metrics = chain_advantages(
-            ctx, inputs.params, flat, examples_B, np.where(valid_PG, rewards_PG, 0.0).reshape(B), dev, old_T)
+            ctx, inputs.params, flat, examples_B, rewards_B.astype(np.float32), dev, old_T)
+        est_metrics["spo/truncated"] = float(truncated_B.mean())
         adv_PG = estimate._sequence_view(adv_BT, dev["completion_mask"], P, G)
         return adv_BT, adv_PG, loss_mask & dev["completion_mask"], est_metrics, None

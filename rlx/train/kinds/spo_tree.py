@@ -12,7 +12,9 @@ Large Language Models" (official code: AIFrameResearch/SPO); the pure pieces are
   3. The edges (query = the parent's text, response = the child's segment) enter the
      edge replay buffer (`edge_replay`: live <= 8 iterations); `spo.train_edges` are
      drawn (<= 32 per question) and removed; the batch trains on those.
-  4. `edge_token_advantages` (probability mask, whitening over the drawn edges).
+  4. `edge_token_advantages` (probability mask; whitening over the drawn edges with
+     `rl.whiten_scope = "batch"`, else in the update over each minibatch or micro-batch
+     of them, as the official trainer whitens each training micro-step).
 The loss counts only tokens with old probability < 0.9 (`Batch.loss_mask`, as the
 official trainer). The buffer is in the checkpoint (tree key "edges").
 """
@@ -131,7 +133,8 @@ class SPOTree(RolloutKind):
         t_sample = time.perf_counter() - t0
         with ctx.sharding():
             adv, amet = advantages.edge_token_advantages(edges["advantage"], edges["completion_mask"],
-                                                         edges["old_T"], valid=valid, threshold=c.spo.threshold)
+                                                         edges["old_T"], valid=valid, threshold=c.spo.threshold,
+                                                         whiten=c.rl.whiten_scope == "batch")
             keep = losses.spo_probability_mask(edges["old_T"], edges["completion_mask"], threshold=c.spo.threshold)
             cmask = edges["completion_mask"] & valid[:, None]
             h = {k: ctx.put(to_host(v)) for k, v in edges.items()}
