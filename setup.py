@@ -10,7 +10,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["rlx", "rlx.*"]),
+    # `configs` ships too, so that a config file anywhere can fork a shipped one
+    # (`from configs import grpo`); rlx's own modules never import it.
+    packages=find_packages(include=["rlx", "rlx.*", "configs", "configs.*"]),
     install_requires=[
         "jax>=0.6",
         "flax>=0.10",
@@ -27,6 +29,7 @@ setup(
         "tqdm>=4.66",
         "matplotlib>=3.8",
         "tensorboardX>=2.6",
+        "math-verify>=0.7",              # the math task's answer equivalence (rlx.rewards.math_answers)
         # LoRA / QLoRA: the quantized frozen base (qwix.quantize / dequantize).
         "qwix>=0.1.8",
     ],
@@ -42,6 +45,8 @@ setup(
         # Compile-only planning for TPU topologies (rlx.plan); verified with jax 0.10.2 +
         # libtpu 0.0.52.
         "plan": ["libtpu>=0.0.52"],
+        # Experiment tracking (`--config.log.wandb=True`).
+        "wandb": ["wandb>=0.17"],
         # Peers the benchmarks compare against (run by hand, never in CI).
         "bench": ["torch==2.13.0", "trl>=0.20"],
     },

@@ -196,10 +196,18 @@ def get_config() -> ml_collections.ConfigDict:
 
     # ------------------------------------------------------------------ data
     c.data = ml_collections.ConfigDict()
-    c.data.task = "arithmetic"           # arithmetic | countdown | knights_knaves | kk_files | gsm8k
+    c.data.task = "arithmetic"           # arithmetic | countdown | knights_knaves | kk_files | gsm8k | math |
+    #                                      jsonl (your own files, data.checker or reward.fn)
     c.data.levels = (1,)                 # difficulty levels (one data source per level)
-    c.data.path = ""                     # local file/dir for file-backed tasks (gsm8k, kk_files)
+    c.data.path = ""                     # local file/dir for file-backed tasks (gsm8k, math, jsonl, kk_files);
+    #                                      math / jsonl: several files comma-separated, one source each
+    c.data.prompt_field = "problem"      # math / jsonl: the JSONL field of the prompt (e.g. "question")
+    c.data.answer_field = "answer"       # math / jsonl: the gold answer (a solution: its last \boxed{})
+    c.data.checker = "math"              # jsonl: math (math-verify) | numeric | exact
     c.data.template = "compact"          # prompt template name of the task
+    c.data.chat_template = False         # render prompts with the HF tokenizer's chat template
+    #                                      ([system, user: prompt] + generation prompt)
+    c.data.system = ""                   # its system prompt ("" = none)
     c.data.curriculum = "uniform"        # uniform | dump (UCB over sources)
     c.data.dump_c = 1.0                  # DUMP exploration constant c
     c.data.dump_tau = 0.1                # DUMP softmax temperature
@@ -211,6 +219,13 @@ def get_config() -> ml_collections.ConfigDict:
     #                                      = format + answer on arithmetic/gsm8k; () = the task's own
     c.data.eval_prompts = 64             # held-out prompts for accuracy before/after/during
     c.data.eval_seed = 12345             # seed of the held-out prompts
+
+    # ------------------------------------------------------------------ the user's own reward
+    c.reward = ml_collections.ConfigDict()
+    c.reward.fn = ""                     # "pkg.module:fn" or "file.py:fn", fn(completion, example) ->
+    #                                      float | tuple; "" = the data task's checker (rlx/rewards/user.py)
+    c.reward.component_names = ("answer",)   # names of the values a tuple-returning fn gives
+    c.reward.success_value = 1.0         # success: the first component reaches this
 
     # ------------------------------------------------------------------ environment (multi-turn agents)
     # Used when env.name names an environment (rlx.envs.ENVS): the run trains on multi-turn
@@ -272,6 +287,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.log.every = 1                      # log metrics every N steps
     c.log.jsonl = True                   # run_dir/metrics.jsonl
     c.log.tensorboard = False            # run_dir/tb (tensorboardX event files)
+    c.log.wandb = False                  # Weights & Biases (pip install wandb; rlx/train/metrics.py)
+    c.log.wandb_project = "rlx"
+    c.log.wandb_mode = "offline"         # offline (no network; `wandb sync` later) | online | disabled
     c.log.progress = True                # tqdm progress bar
     c.log.pass_k = (1,)                  # pass@k values to log (k <= group_size)
     return c

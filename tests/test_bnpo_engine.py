@@ -25,49 +25,41 @@ from rlx.train.rollout import to_host
 P, G = 4, 4
 
 
-def bnpo_config(run_dir, *overrides):
-    return one_step_config("bnpo_arith", run_dir, f"rl.prompts_per_step={P}", f"rl.group_size={G}",
-                           "rl.minibatches=1", *overrides)
-
-
 # Components per (prompt, sample): format and answer, each in {0, 1}, chosen so that
 # their group means differ (and so do their Beta fits).
 FORMAT = np.array([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]], np.float32)
 ANSWER = np.array([[1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 0], [1, 0, 1, 0]], np.float32)
 
 
-def _components(weights):
-    def score(task, texts, examples, weights=None, **kw):
-        w = (0.0, 1.0) if weights is None else weights
-        comps = np.stack([FORMAT.reshape(-1), ANSWER.reshape(-1)])
-        return (w[0] * comps[0] + w[1] * comps[1]).astype(np.float32), comps, RewardStats(n=len(texts))
-    return score
+def _components(task, texts, examples, weights=None, **kw):
+    w = (0.0, 1.0) if weights is None else weights
+    comps = np.stack([FORMAT.reshape(-1), ANSWER.reshape(-1)])
+    return (w[0] * comps[0] + w[1] * comps[1]).astype(np.float32), comps, RewardStats(n=len(texts))
 
 
-def _row_advantages(e):
-    with e.sharding():
-        r = e.kind.collect(StepInputs(params=e.state.params, reference=None, critic=None,
-                                      key=jax.random.key(0), step=0, curriculum=None))
-    adv, mask = to_host(r.batch.advantages), to_host(r.batch.completion_mask)
-    first = np.argmax(mask, axis=1)                      # every row has >= 1 completion token
-    return adv[np.arange(len(adv)), first].reshape(P, G), r.metrics
-
-
-@pytest.mark.parametrize("weights, decompose, want", [
-    ("(1.0, 1.0)", True, lambda: np_bnpo(np.stack([FORMAT, ANSWER]))[0]),
-    ("(1.0, 1.0)", False, lambda: np_bnpo(FORMAT + ANSWER, r_max=2.0)[0]),
-    ("()", True, lambda: np_bnpo(ANSWER)[0]),            # weight 0: format is not part of the reward
-], ids=["decomposed", "total", "zero_weight_dropped"])
-def test_decomposition_feeds_each_component_to_bnpo(tmp_path, monkeypatch, weights, decompose, want):
-    monkeypatch.setattr(rollout.rw, "score", _components(weights))
-    kw = ["rl.estimator_kwargs.r_max=2.0"] if not decompose and weights != "()" else []
-    e = Engine(bnpo_config(tmp_path / "a", f"data.reward_weights={weights}",
-                           f"rl.advantage_decomposition={decompose}", *kw))
+def test_decomposition_feeds_each_component_to_bnpo(tmp_path, monkeypatch):
+    # One engine, three settings (set on its config between rollouts).
+    monkeypatch.setattr(rollout.rw, "score", _components)
+    e = Engine(one_step_config("bnpo_arith", tmp_path / "run", f"rl.prompts_per_step={P}", f"rl.group_size={G}",
+                               "rl.minibatches=1"))
+    cases = [
+        ((1.0, 1.0), True, 1.0, np_bnpo(np.stack([FORMAT, ANSWER]))[0]),
+        ((1.0, 1.0), False, 2.0, np_bnpo(FORMAT + ANSWER, r_max=2.0)[0]),   # the total, in [0, 2]
+        ((), True, 1.0, np_bnpo(ANSWER)[0]),            # weight 0: format is not part of the reward
+    ]
     try:
-        got, _ = _row_advantages(e)
+        for weights, decompose, r_max, want in cases:
+            e.config.data.reward_weights, e.config.rl.advantage_decomposition = weights, decompose
+            e.config.rl.estimator_kwargs.r_max = r_max
+            with e.sharding():
+                r = e.kind.collect(StepInputs(params=e.state.params, reference=None, critic=None,
+                                              key=jax.random.key(0), step=0, curriculum=None))
+            adv, mask = to_host(r.batch.advantages), to_host(r.batch.completion_mask)
+            first = np.argmax(mask, axis=1)              # every row has >= 1 completion token
+            got = adv[np.arange(len(adv)), first].reshape(P, G)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=str((weights, decompose)))
     finally:
         e.close()
-    np.testing.assert_allclose(got, want(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("overrides, key", [

@@ -24,9 +24,29 @@ from rlx.train.engine import Engine
 P, G = 4, 4
 
 
-def dapo_config(run_dir, *overrides):
-    return one_step_config("dapo_arith", run_dir, f"rl.prompts_per_step={P}", f"rl.group_size={G}",
-                           "rl.minibatches=1", "rl.epochs=1", "rl.overlong_cache=0", *overrides)
+SCORER = [None]        # the reward function of the shared engine's current test
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    """One engine for every test (its programs compile once); each test sets the reward
+    function and the dynamic-sampling settings it needs, and starts without a carry."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rollout.rw, "score", lambda *a, **kw: SCORER[0](*a, **kw))
+        e = Engine(one_step_config("dapo_arith", tmp_path_factory.mktemp("dapo"), f"rl.prompts_per_step={P}",
+                                   f"rl.group_size={G}", "rl.minibatches=1", "rl.epochs=1", "rl.overlong_cache=0"))
+        yield e
+        e.close()
+
+
+def _setup(e, varying, **rl):
+    e.kind.carry = None
+    r = e.config.rl
+    r.max_sampling_rounds, r.dynamic_overflow, r.allow_partial_batch = 10, "discard", False
+    for k, v in rl.items():
+        r[k] = v
+    SCORER[0], calls = _scores(varying)
+    return calls
 
 
 def _scores(varying):
@@ -61,77 +81,57 @@ def test_official_defaults_of_the_dapo_config():
     assert c.rl.overlong_cache == c.sampler.max_new_tokens // 5      # 4096 of 20480
 
 
-def test_full_batch_of_varying_groups_with_the_overflow_discarded(tmp_path, monkeypatch):
+def test_full_batch_of_varying_groups_with_the_overflow_discarded(engine):
     # Round 0 samples 3P = 12 prompts; every group varies: 12 kept, the first 4 trained,
-    # the other 8 discarded, nothing carried, one round. Step 2 starts from nothing again.
-    score, calls = _scores(lambda r, i: True)
-    monkeypatch.setattr(rollout.rw, "score", score)
-    e = Engine(dapo_config(tmp_path / "a"))
-    try:
-        m, changed = _step(e)
-        assert calls == [3 * P]
-        assert (m["dynamic/rounds"], m["dynamic/generated_groups"], m["dynamic/kept_groups"]) == (1, 12, 12)
-        assert (m["dynamic/discarded"], m["dynamic/carried_out"], m["dynamic/skipped"]) == (8, 0, 0)
-        assert m["dynamic/filled"] == 1 and m["groups/zero_variance_frac"] == 0 and changed
-        assert "loss" in m and e.kind.carry is None
-        m2, _ = _step(e)
-        assert m2["dynamic/carried_in"] == 0 and m2["dynamic/rounds"] == 1
-    finally:
-        e.close()
+    # the other 8 discarded, nothing carried, one round. The next step starts from nothing.
+    calls = _setup(engine, lambda r, i: True)
+    m, changed = _step(engine)
+    assert calls == [3 * P]
+    assert (m["dynamic/rounds"], m["dynamic/generated_groups"], m["dynamic/kept_groups"]) == (1, 12, 12)
+    assert (m["dynamic/discarded"], m["dynamic/carried_out"], m["dynamic/skipped"]) == (8, 0, 0)
+    assert m["dynamic/filled"] == 1 and m["groups/zero_variance_frac"] == 0 and changed
+    assert "loss" in m and engine.kind.carry is None
+    m2, _ = _step(engine)
+    assert m2["dynamic/carried_in"] == 0 and m2["dynamic/rounds"] == 1
 
 
-def test_rounds_accumulate_until_the_batch_is_full(tmp_path, monkeypatch):
+def test_rounds_accumulate_until_the_batch_is_full(engine):
     # One varying group per round (prompt 0 of each round): 4 rounds fill P = 4; the
     # batch holds them in generation order, nothing is left over.
-    score, calls = _scores(lambda r, i: i == 0)
-    monkeypatch.setattr(rollout.rw, "score", score)
-    e = Engine(dapo_config(tmp_path / "a"))
-    try:
-        m, changed = _step(e)
-        assert calls == [12] * 4
-        assert (m["dynamic/rounds"], m["dynamic/kept_groups"], m["dynamic/discarded"]) == (4, 4, 0)
-        assert m["dynamic/filled"] == 1 and m["dynamic/skipped"] == 0 and changed
-    finally:
-        e.close()
+    calls = _setup(engine, lambda r, i: i == 0)
+    m, changed = _step(engine)
+    assert calls == [12] * 4
+    assert (m["dynamic/rounds"], m["dynamic/kept_groups"], m["dynamic/discarded"]) == (4, 4, 0)
+    assert m["dynamic/filled"] == 1 and m["dynamic/skipped"] == 0 and changed
 
 
 @pytest.mark.parametrize("overflow", ["discard", "recover"])
-def test_rounds_running_out_skip_the_update(tmp_path, monkeypatch, caplog, overflow):
+def test_rounds_running_out_skip_the_update(engine, caplog, overflow):
     # Only round 0's prompt 0 varies: after rl.max_sampling_rounds = 3 rounds 1 of 4
     # groups is kept. Official DAPO stops the run; rlx skips the update (the policy is
     # unchanged, no loss is logged), warns, and counts it. "discard" drops the kept
     # group; "recover" keeps it for the next step, which starts from it.
-    score, calls = _scores(lambda r, i: r == 0 and i == 0)
-    monkeypatch.setattr(rollout.rw, "score", score)
-    e = Engine(dapo_config(tmp_path / overflow, "rl.max_sampling_rounds=3", f"rl.dynamic_overflow={overflow}"))
-    try:
-        with caplog.at_level(logging.WARNING, logger="rlx"):
-            m, changed = _step(e)
-        assert calls == [12] * 3
-        assert m["dynamic/skipped"] == 1 and m["dynamic/filled"] == 0 and not changed
-        assert "loss" not in m and "rl.allow_partial_batch" in caplog.text
-        if overflow == "discard":
-            assert (m["dynamic/discarded"], m["dynamic/carried_out"]) == (1, 0) and e.kind.carry is None
-        else:
-            assert (m["dynamic/discarded"], m["dynamic/carried_out"]) == (0, 1)
-            m2, _ = _step(e)
-            assert m2["dynamic/carried_in"] == 1
-    finally:
-        e.close()
+    calls = _setup(engine, lambda r, i: r == 0 and i == 0, max_sampling_rounds=3, dynamic_overflow=overflow)
+    with caplog.at_level(logging.WARNING, logger="rlx"):
+        m, changed = _step(engine)
+    assert calls == [12] * 3
+    assert m["dynamic/skipped"] == 1 and m["dynamic/filled"] == 0 and not changed
+    assert "loss" not in m and "rl.allow_partial_batch" in caplog.text
+    if overflow == "discard":
+        assert (m["dynamic/discarded"], m["dynamic/carried_out"]) == (1, 0) and engine.kind.carry is None
+    else:
+        assert (m["dynamic/discarded"], m["dynamic/carried_out"]) == (0, 1)
+        m2, _ = _step(engine)
+        assert m2["dynamic/carried_in"] == 1
 
 
-def test_partial_batch_trains_when_allowed(tmp_path, monkeypatch):
+def test_partial_batch_trains_when_allowed(engine):
     # As above with rl.allow_partial_batch=True: the update runs on the one kept group
     # (the three empty slots are invalid rows).
-    score, _ = _scores(lambda r, i: r == 0 and i == 0)
-    monkeypatch.setattr(rollout.rw, "score", score)
-    e = Engine(dapo_config(tmp_path / "p", "rl.max_sampling_rounds=3", "rl.allow_partial_batch=True"))
-    try:
-        m, changed = _step(e)
-        assert m["dynamic/skipped"] == 0 and m["dynamic/filled"] == 0 and changed and "loss" in m
-        assert m["dynamic/discarded"] == 0
-    finally:
-        e.close()
+    _setup(engine, lambda r, i: r == 0 and i == 0, max_sampling_rounds=3, allow_partial_batch=True)
+    m, changed = _step(engine)
+    assert m["dynamic/skipped"] == 0 and m["dynamic/filled"] == 0 and changed and "loss" in m
+    assert m["dynamic/discarded"] == 0
 
 
 @pytest.mark.parametrize("override, key", [("rl.dynamic_overflow=carry", "rl.dynamic_overflow"),

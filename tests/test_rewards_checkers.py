@@ -207,15 +207,19 @@ def test_failing_checkers_score_zero_and_are_counted(temp_tasks):
     assert total.n == 4 and total.errors == 2 and total.as_metrics()["reward/success_rate"] == 0.5
 
 
-def test_slow_checker_measured_after_the_fact_without_signals(temp_tasks):
-    # In a non-main thread SIGALRM is unavailable: the elapsed time still zeroes the reward.
+def test_slow_checker_off_the_main_thread(temp_tasks):
+    # In a non-main thread SIGALRM is unavailable: `score` runs a picklable checker in a
+    # worker process (killed at its deadline); an unpicklable one (a lambda) in-process,
+    # where the elapsed time still zeroes the reward after the fact.
     import threading
 
-    temp_tasks.append("test_slow")
+    temp_tasks.extend(["test_slow", "test_slow_lambda"])
     rewards.register_task("test_slow", _slow)
-    out = {}
-    th = threading.Thread(target=lambda: out.update(res=score("test_slow", ["a"], [{}], time_limit_s=0.05)))
-    th.start()
-    th.join()
-    r, _, st = out["res"]
-    assert r.tolist() == [0.0] and st.timeouts == 1
+    rewards.register_task("test_slow_lambda", lambda c, e: _slow(c, e))
+    for task in temp_tasks:
+        out = {}
+        th = threading.Thread(target=lambda: out.update(res=score(task, ["a"], [{}], time_limit_s=0.05)))
+        th.start()
+        th.join()
+        r, _, st = out["res"]
+        assert r.tolist() == [0.0] and st.timeouts == 1, (task, st)

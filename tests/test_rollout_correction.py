@@ -83,14 +83,11 @@ def _one_correct_per_group(task, texts, examples, **kw):
     return r, np.stack([np.zeros_like(r), r]), RewardStats(n=len(texts))
 
 
-def rc_config(run_dir, *overrides):
-    return one_step_config("quickstart", run_dir, "rl.prompts_per_step=2", "rl.group_size=4", "rl.minibatches=1",
-                           "rl.recompute_old_logprobs=True", *overrides)
-
-
-def _collect_with_mismatch(run_dir, monkeypatch, *overrides):
-    """One step's rollout where the sampler's log-probs of rows 0 and 1 are lowered by
-    SHIFT (a stand-in for a bf16 sampler): pi_old / pi_rollout = e^1 and e^0.5 there."""
+def test_engine_weights_advantages_and_masks_tokens(tmp_path, monkeypatch):
+    # One engine, three rollouts of the same samples (the sampler's RNG state restored):
+    # no correction, truncated IS at token level, masking at token level. The sampler's
+    # log-probs of rows 0 and 1 are lowered by SHIFT (a stand-in for a bf16 sampler):
+    # pi_old / pi_rollout = e^1 and e^0.5 there.
     def shifted(*a, **kw):
         g, info = REAL_GENERATE_ROUND(*a, **kw)
         lp = np.array(g["logprobs"]).reshape((-1,) + g["logprobs"].shape[2:])
@@ -102,20 +99,24 @@ def _collect_with_mismatch(run_dir, monkeypatch, *overrides):
 
     monkeypatch.setattr(groups_kind, "generate_round", shifted)
     monkeypatch.setattr(rollout.rw, "score", _one_correct_per_group)
-    e = Engine(rc_config(run_dir, *overrides))
-    try:
+    e = Engine(one_step_config("quickstart", tmp_path / "run", "rl.prompts_per_step=2", "rl.group_size=4",
+                               "rl.minibatches=1", "rl.recompute_old_logprobs=True"))
+    state0, rc = e.ctx.sampler_state, e.config.rl.rollout_correction
+
+    def collect(is_level, rs_level):
+        rc.is_level, rc.rs_level = is_level, rs_level
+        e.ctx.sampler_state = state0
         with e.sharding():
             r = e.kind.collect(StepInputs(params=e.state.params, reference=None, critic=None,
                                           key=jax.random.key(1), step=0, curriculum=None))
         return {k: to_host(getattr(r.batch, k)) for k in ("advantages", "completion_mask", "loss_mask")}, r.metrics
+
+    try:
+        base, m0 = collect("none", "none")
+        tis, m1 = collect("token", "none")
+        mis, m2 = collect("none", "token")
     finally:
         e.close()
-
-
-def test_engine_weights_advantages_and_masks_tokens(tmp_path, monkeypatch):
-    base, m0 = _collect_with_mismatch(tmp_path / "none", monkeypatch)
-    tis, m1 = _collect_with_mismatch(tmp_path / "tis", monkeypatch, "rl.rollout_correction.is_level=token")
-    mis, m2 = _collect_with_mismatch(tmp_path / "mis", monkeypatch, "rl.rollout_correction.rs_level=token")
     mask = base["completion_mask"]
     assert np.all(np.abs(base["advantages"][mask]) > 0.1)     # GRPO of 1, 0, 0, 0: 1.5 and -0.5
     np.testing.assert_array_equal(mask, tis["completion_mask"])           # the same samples

@@ -59,8 +59,22 @@ def _gsm8k(ex: dict, style: str) -> str:
     return f"{ex['question']}\n{_tail(style)}"
 
 
+def _math(ex: dict, style: str) -> str:
+    if style == "compact":
+        return f"{ex['problem']}\nPut the final answer in \\boxed{{}}."
+    return f"{ex['problem']}\n{_tail(style)}"
+
+
+def _jsonl(ex: dict, style: str) -> str:
+    # the user's own prompt: verbatim ("compact"), or with the answer-format instruction
+    if style == "compact":
+        return ex["problem"]
+    return f"{ex['problem']}\n{_tail(style)}"
+
+
 _RENDERERS: dict[str, Callable[[dict, str], str]] = {
     "arithmetic": _arithmetic, "countdown": _countdown, "knights_knaves": _knights_knaves, "gsm8k": _gsm8k,
+    "math": _math, "jsonl": _jsonl,
 }
 
 

@@ -13,7 +13,8 @@ The budget is enforced in worker processes that are killed at their deadline
 preemptively with `SIGALRM` (`setitimer`) when `score` runs in the main thread and no
 other interval timer is armed — this interrupts any Python-level loop, though not a
 single long C call such as one regex match — and after the fact by measuring the
-elapsed time (a checker that overran is scored as failed even if it finished).
+elapsed time (a checker that overran is scored as failed even if it finished). Off the
+main thread `score` uses a worker process even when asked for none.
 
 Extraction depends on the example's `template` field (rlx/data/templates.py):
 "compact" completions are the bare answer (the first line; a tagged answer also
@@ -108,6 +109,17 @@ def _answer_and_format(completion: str, example: Mapping) -> tuple[str | None, f
     return fmt.extract_tagged(text), fmt.format_reward(text, require_think=template == "think")
 
 
+def final_answer(task: str, completion: str, example: Mapping) -> str | None:
+    """The final answer a completion gives, as its task's checker reads it (None when it
+    gives none); majority voting (`rlx.eval`) compares these, whitespace-collapsed."""
+    if task == "math":
+        from rlx.rewards.math_answers import extract_answer
+        return extract_answer(example.get("response_prefix", "") + completion, example.get("template", "answer"))
+    if task == "knights_knaves":
+        return fmt.extract_tagged(example.get("response_prefix", "") + completion)
+    return _answer_and_format(completion, example)[0]
+
+
 def arithmetic_checker(completion: str, example: Mapping) -> tuple[float, float]:
     pred, f = _answer_and_format(completion, example)
     return f, float(check_numeric(pred, int(example["answer"]), abs_tol=0.0))
@@ -139,6 +151,7 @@ def exact_checker(completion: str, example: Mapping) -> tuple[float]:
 register_task("arithmetic", arithmetic_checker)
 register_task("countdown", countdown_checker)
 register_task("gsm8k", gsm8k_checker)
+register_task("numeric", gsm8k_checker)         # data.task=jsonl, data.checker=numeric: the same rule
 register_task("knights_knaves", knights_knaves_checker, weights=(1.0, 1.0), success_value=2.0,
               failure=(-1.0, -2.0))         # the worst format and answer scores: total -3
 register_task("exact", exact_checker, ("answer",), (1.0,))
@@ -218,7 +231,9 @@ def score(task: str, completions: Sequence[str], examples: Sequence[Mapping], *,
 
     `workers` > 0 runs the checkers in that many worker processes with a hard deadline
     (rlx.rewards.pool: a hung checker's process is killed); 0 runs them here, under a
-    SIGALRM budget (main thread only) and an after-the-fact time check.
+    SIGALRM budget and an after-the-fact time check — in the main thread; called from
+    another thread with a time limit, `score` uses one worker process instead (SIGALRM
+    cannot interrupt another thread), unless the task's checker cannot be pickled.
     """
     spec = get_task(task)
     if len(completions) != len(examples):
@@ -258,6 +273,9 @@ def score(task: str, completions: Sequence[str], examples: Sequence[Mapping], *,
         else:
             failed(i, "error", f"TypeError: completion is {type(text).__name__}, not str")
     from rlx.rewards.pool import CheckerPool, shared_pool
+    if (not workers and time_limit_s and threading.current_thread() is not threading.main_thread()
+            and CheckerPool.can_run(spec)):
+        workers = 1            # off the main thread SIGALRM cannot stop a checker: a worker process can
     if workers and texts_ok and CheckerPool.can_run(spec):
         results = shared_pool(int(workers)).run(spec, [completions[i] for i in texts_ok],
                                                 [examples[i] for i in texts_ok], time_limit_s)
@@ -267,6 +285,11 @@ def score(task: str, completions: Sequence[str], examples: Sequence[Mapping], *,
             else:
                 failed(i, status, value)
     else:
+        if spec.warmup is not None and texts_ok:
+            try:
+                spec.warmup()                       # outside the deadlines (heavy imports)
+            except Exception:  # noqa: BLE001, S110 - the checker then fails on its own, counted
+                pass
         for i in texts_ok:
             t0 = time.perf_counter()
             try:

@@ -39,6 +39,8 @@ class TaskSpec:
       task filtering) when that component reaches that value.
     failure: the components of a completion whose checker failed or timed out — the
       task's minimum, so a failure never scores above a wrong answer (default: zeros).
+    warmup: called once per process before the first completion is timed (e.g. to import
+      a heavy library such as math-verify's sympy), or None. Must be module-level.
     """
     name: str
     checker: Checker
@@ -47,6 +49,7 @@ class TaskSpec:
     success_component: str = "answer"
     success_value: float = 1.0
     failure: tuple[float, ...] | None = None
+    warmup: Callable[[], None] | None = None
 
     def __post_init__(self):
         if self.failure is None:
@@ -74,13 +77,14 @@ TASKS = Registry("reward task")
 
 def register_task(name: str, checker: Checker, component_names: Sequence[str] = ("format", "answer"),
                   weights: Sequence[float] = (0.0, 1.0), *, success_component: str = "answer",
-                  success_value: float = 1.0, failure: Sequence[float] | None = None) -> TaskSpec:
+                  success_value: float = 1.0, failure: Sequence[float] | None = None,
+                  warmup: Callable[[], None] | None = None) -> TaskSpec:
     """Register a task's checker under `name` (for `rlx.rewards.score`); returns its spec.
     `failure`: components given to a completion whose checker fails (default zeros; give
-    the task's minimum when wrong answers score below 0)."""
+    the task's minimum when wrong answers score below 0); `warmup`: see `TaskSpec`."""
     spec = TaskSpec(name, checker, tuple(component_names), tuple(float(w) for w in weights),
                     success_component, float(success_value),
-                    None if failure is None else tuple(float(x) for x in failure))
+                    None if failure is None else tuple(float(x) for x in failure), warmup)
     TASKS.register(name)(spec)
     return spec
 

@@ -234,7 +234,7 @@ def _trial_policy_loss(r):
 
 
 AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
-TASKS = ("arithmetic", "countdown", "knights_knaves", "kk_files", "gsm8k")
+TASKS = ("arithmetic", "countdown", "knights_knaves", "kk_files", "gsm8k", "math", "jsonl")
 
 
 def _value_checks(c, for_plan: bool = False) -> list[str]:
@@ -445,6 +445,8 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
     need(o.max_grad_norm >= 0, "optimizer.max_grad_norm", "must be >= 0")
     need(o.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0")
 
+    need(c.log.wandb_mode in ("offline", "online", "disabled"), "log.wandb_mode",
+         "must be offline, online or disabled")
     need(len(c.mesh.shape) == 3, "mesh.shape", "must be (data, fsdp, tensor)")
     from rlx.parallel import RULES
     need(c.mesh.rules in RULES, "mesh.rules", f"must be one of {sorted(RULES)}")
@@ -453,7 +455,10 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
     e += _env_checks(c)
     need(c.data.task in TASKS, "data.task", f"must be one of {TASKS}")
     need(len(c.data.levels) >= 1, "data.levels", "must name at least one level")
-    if c.data.task in ("gsm8k",):
+    if c.data.task == "jsonl":
+        need(c.data.checker in ("math", "numeric", "exact"), "data.checker", "must be math, numeric or exact "
+             "(or give reward.fn)")
+    if c.data.task in ("gsm8k", "math", "jsonl"):
         need(bool(c.data.path), "data.path", f"required for data.task={c.data.task!r}")
     need(c.data.curriculum in ("uniform", "dump"), "data.curriculum", "must be uniform or dump")
     need(c.data.dump_tau > 0, "data.dump_tau", "must be > 0")
@@ -463,11 +468,22 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
     need(c.data.reward_time_limit_s >= 0, "data.reward_time_limit_s", "must be >= 0 (0 = no limit)")
     from rlx.rewards import get_task
     from rlx.train.data import REWARD_TASK
-    spec = get_task(REWARD_TASK[c.data.task]) if c.data.task in REWARD_TASK else None
-    if c.data.reward_weights and spec is not None:
-        need(len(c.data.reward_weights) == spec.num_components, "data.reward_weights",
-             f"task {spec.name!r} has {spec.num_components} components {spec.component_names}, "
-             f"got {len(c.data.reward_weights)} weights")
+    names = None
+    if c.reward.fn:
+        from rlx.rewards import user
+        try:
+            user.load(c.reward.fn)
+        except ValueError as err:
+            e.append(f"config.reward.fn: {err}")
+        need(len(c.reward.component_names) >= 1, "reward.component_names", "must name at least one component")
+        names, what = tuple(c.reward.component_names), f"reward.fn {c.reward.fn!r}"
+    elif c.data.task in REWARD_TASK or (c.data.task == "jsonl" and c.data.checker in ("math", "numeric", "exact")):
+        from rlx.train.data import reward_task
+        spec = get_task(reward_task(c))
+        names, what = spec.component_names, f"task {spec.name!r}"
+    if c.data.reward_weights and names is not None:
+        need(len(c.data.reward_weights) == len(names), "data.reward_weights",
+             f"{what} has {len(names)} components {names}, got {len(c.data.reward_weights)} weights")
     if c.rl.advantage_decomposition:
         need(c.rl.estimator == "bnpo", "rl.advantage_decomposition", "is BNPO's: needs rl.estimator='bnpo'")
         need(not c.env.get("name"), "rl.advantage_decomposition", "does not apply to multi-turn episodes")

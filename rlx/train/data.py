@@ -6,6 +6,12 @@ Sources: one data source per difficulty level (the DUMP setup), all behind a
   kk_files                                  the published K&K JSONL files, one per N
                                             (`data.path` = their directory)
   gsm8k                                     a local GSM8K-format JSONL (`data.path`)
+  math                                      a local JSONL of problems and gold answers
+                                            (`data.path`, `data.prompt_field` / `answer_field`)
+  jsonl                                     the user's own JSONL files, the same fields,
+                                            scored by `data.checker` (math | numeric |
+                                            exact) or `reward.fn`
+  (math and jsonl: `data.path` may list several files, comma-separated: one source each)
 Evaluation prompts: generated tasks draw them with `data.eval_seed` (disjoint seeds,
 so unseen prompts); file-backed tasks hold out the last examples of every source.
 
@@ -28,7 +34,30 @@ from rlx.data.iterators import GeneratedSource, ListSource
 
 GENERATED_SIZE = 100_000
 REWARD_TASK = {"arithmetic": "arithmetic", "countdown": "countdown", "knights_knaves": "knights_knaves",
-               "kk_files": "knights_knaves", "gsm8k": "gsm8k"}
+               "kk_files": "knights_knaves", "gsm8k": "gsm8k", "math": "math"}
+
+
+def data_paths(path: str) -> list[str]:
+    """`data.path` as a list of files: one, or several separated by commas (one data
+    source each, e.g. for DUMP's curriculum)."""
+    return [os.path.expanduser(p.strip()) for p in str(path).split(",") if p.strip()]
+
+
+CHECKERS = {"math": "math", "numeric": "numeric", "exact": "exact"}    # data.checker -> reward task (jsonl)
+
+
+def reward_task(c) -> str:
+    """The reward task of a run: the user's `reward.fn` (registered on first use,
+    `rlx.rewards.user`), else the data task's checker."""
+    fn = c.get("reward", {}).get("fn", "") if hasattr(c, "get") else ""
+    if fn:
+        from rlx.rewards import user
+        return user.register(fn, tuple(c.reward.component_names), float(c.reward.success_value))
+    if c.data.task == "jsonl":
+        if c.data.checker not in CHECKERS:
+            raise ValueError(f"config.data.checker: must be one of {sorted(CHECKERS)}, got {c.data.checker!r}")
+        return CHECKERS[c.data.checker]
+    return REWARD_TASK[c.data.task]
 
 
 def build_sources(dc, seed: int) -> tuple[MultiSource, list[dict]]:
@@ -58,6 +87,16 @@ def build_sources(dc, seed: int) -> tuple[MultiSource, list[dict]]:
                 raise FileNotFoundError(f"config.data.path: no such file {dc.path!r}")
             pools = [gsm8k.load_jsonl(dc.path, template=dc.template)]
             names = ["gsm8k"]
+        elif dc.task in ("math", "jsonl"):
+            from rlx.data import math_problems
+            pools, names = [], []
+            for path in data_paths(dc.path):
+                if not os.path.exists(path):
+                    raise FileNotFoundError(f"config.data.path: no such file {path!r}")
+                name = os.path.splitext(os.path.basename(path))[0]
+                pools.append(math_problems.load_jsonl(path, template=dc.template, prompt_field=dc.prompt_field,
+                                                      answer_field=dc.answer_field, source=name, task=dc.task))
+                names.append(name)
         else:
             raise ValueError(f"config.data.task: unknown task {dc.task!r}")
     except (ValueError, KeyError) as e:
@@ -68,6 +107,20 @@ def build_sources(dc, seed: int) -> tuple[MultiSource, list[dict]]:
         train.append(ListSource(pool[:len(pool) - k] if k else pool))
         eval_examples += pool[len(pool) - k:] if k else []
     return MultiSource(train, names), eval_examples[:n_eval]
+
+
+def long_prompts(src: MultiSource, tokenizer, max_len: int, encode=None) -> tuple[int, int]:
+    """(prompts longer than `max_len` tokens, prompts counted) over the file-backed
+    sources of `src` (generated sources are sized by construction and skipped)."""
+    n = total = 0
+    for s in src.sources:
+        if not isinstance(s, ListSource):
+            continue
+        for ex in s.examples:
+            ids = encode(ex["prompt"]) if encode is not None else tokenizer.encode(ex["prompt"])
+            n += len(ids) > max_len
+            total += 1
+    return n, total
 
 
 def select_prompts(key: jax.Array, sizes_J: np.ndarray, num: int, curriculum: str,
@@ -83,14 +136,35 @@ def select_prompts(key: jax.Array, sizes_J: np.ndarray, num: int, curriculum: st
     return np.asarray(src), np.asarray(ex)
 
 
-def encode_prompts(tokenizer, texts: list[str], max_len: int, pad_id: int):
+def prompt_encoder(tokenizer, dc):
+    """text -> prompt token ids for `data.chat_template=True`: the tokenizer's chat
+    template over [system (`data.system`, if any), user: text] with the generation prompt
+    (`apply_chat_template`); None (plain `tokenizer.encode`) otherwise. A ValueError when
+    the tokenizer has no chat template."""
+    if not dc.get("chat_template", False):
+        return None
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("config.data.chat_template: the tokenizer has no chat template (rlx's built-in tokenizer "
+                         "has none: give an HF tokenizer, model.tokenizer_path or model.hf_path)")
+    head = [{"role": "system", "content": dc.system}] if dc.get("system", "") else []
+
+    def encode(text: str) -> list[int]:
+        out = tokenizer.apply_chat_template(head + [{"role": "user", "content": text}], add_generation_prompt=True,
+                                            tokenize=True)
+        out = out["input_ids"] if hasattr(out, "keys") else out
+        return [int(t) for t in out]
+    return encode
+
+
+def encode_prompts(tokenizer, texts: list[str], max_len: int, pad_id: int, encode=None):
     """Left-padded `[N, max_len]` int32 tokens and bool mask; over-long prompts keep their
-    last `max_len` tokens. Returns (tokens, mask, number truncated)."""
+    last `max_len` tokens. `encode`: text -> ids (`prompt_encoder`; default
+    `tokenizer.encode`). Returns (tokens, mask, number truncated)."""
     tokens = np.full((len(texts), max_len), pad_id, np.int32)
     mask = np.zeros((len(texts), max_len), bool)
     truncated = 0
     for i, t in enumerate(texts):
-        ids = tokenizer.encode(t)
+        ids = encode(t) if encode is not None else tokenizer.encode(t)
         if len(ids) > max_len:
             ids, truncated = ids[-max_len:], truncated + 1
         if ids:

@@ -102,16 +102,24 @@ class Engine:
         self.tokenizer = build_tokenizer(c, self.run_dir)
         self.model_cfg, params = build_model(c, self.tokenizer, k_init)
         self.train_src, self.eval_examples = tdata.build_sources(c.data, c.seed)
-        self.reward_task = tdata.REWARD_TASK[c.data.task]
+        self.reward_task = tdata.reward_task(c)
         self.sampler_cfg = build_sampler_config(c, self.tokenizer)
         self.greedy_cfg = build_sampler_config(c, self.tokenizer, greedy=True)
+        encode_prompt = tdata.prompt_encoder(self.tokenizer, c.data)
+        n_long, n_all = tdata.long_prompts(self.train_src, self.tokenizer, c.sampler.max_prompt_len, encode_prompt)
+        if n_long:
+            log.warning("sampler.max_prompt_len=%d: %d of %d training prompts (%.1f%%) are longer and will be cut "
+                        "to their last %d tokens (raise sampler.max_prompt_len or filter the data; the metric "
+                        "prompts/truncated counts them per step)", c.sampler.max_prompt_len, n_long, n_all,
+                        100.0 * n_long / n_all, c.sampler.max_prompt_len)
         self.programs = progs = Programs.build(c, self.model_cfg, self.mesh, self.rules)
         self.param_sh = progs.param_sh
         self.ctx = RunContext(config=c, run_dir=self.run_dir, tokenizer=self.tokenizer, model_cfg=self.model_cfg,
                               sampler_cfg=self.sampler_cfg, greedy_cfg=self.greedy_cfg, programs=progs,
                               mesh=self.mesh, rules=self.rules, train_src=self.train_src,
                               reward_task=self.reward_task, sampler_state=sampling.init_state(k_sampler),
-                              put=self.put, sharding=self.sharding)
+                              put=self.put, sharding=self.sharding,
+                              encode_prompt=encode_prompt)
 
         # The base model: loaded, warm-started (init_from, SFT). A LoRA run rebuilds it on
         # resume too (its checkpoints hold the adapters only), so the base is made whenever
@@ -165,8 +173,12 @@ class Engine:
         self.accuracy_before = None
         self.nonfinite_steps = 0               # consecutive steps with a skipped (non-finite) update
         restored = self._restore() if self.resume else None
+        wb = None
+        if c.log.wandb:
+            wb = {"project": c.log.wandb_project, "name": c.name, "mode": c.log.wandb_mode,
+                  "config": json.loads(c.to_json_best_effort())}
         self.writer = MetricWriter(self.run_dir, jsonl=c.log.jsonl, tensorboard=c.log.tensorboard,
-                                   resume_step=restored)
+                                   resume_step=restored, wandb=wb)
         if jax.process_index() == 0:
             with open(os.path.join(self.run_dir, "config.json"), "w") as f:
                 f.write(c.to_json_best_effort(indent=2))

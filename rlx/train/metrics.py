@@ -1,4 +1,11 @@
-"""Metric sinks: JSONL (always machine-readable), TensorBoard, and a tqdm progress bar.
+"""Metric sinks: JSONL (always machine-readable), TensorBoard, Weights & Biases, and a
+tqdm progress bar.
+
+Weights & Biases (`log.wandb=True`; `pip install wandb`, not a dependency of rlx):
+`wandb.init(project=log.wandb_project, name=<run name>, dir=<run dir>, mode=log.wandb_mode,
+config=<the run's config>, id=<the run's own id>, resume="allow")` — mode "offline" by
+default (no network: `wandb sync <run dir>/wandb/offline-run-*` uploads later), "online"
+to stream. The id is kept in `<run dir>/wandb_id`, so `--resume` continues the same W&B run.
 
 One `MetricWriter` per run; `write(step, metrics)` takes a flat dict of Python or
 numpy scalars. Only process 0 writes files in a multi-process run.
@@ -33,14 +40,16 @@ def to_python(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 class MetricWriter:
     def __init__(self, run_dir: str, *, jsonl: bool = True, tensorboard: bool = False,
-                 resume_step: int | None = None):
+                 resume_step: int | None = None, wandb: Mapping[str, Any] | None = None):
         """`resume_step`: continuing a run restored at that step — records logged after
         it (by the interrupted run, past its last checkpoint) are dropped, so the file
         reads as one uninterrupted run. The file is rewritten through a temporary file
-        and a rename: a crash mid-rewrite leaves the old file whole."""
+        and a rename: a crash mid-rewrite leaves the old file whole. `wandb`: keyword
+        settings of the W&B run (project, name, mode, config), None = off."""
         self.enabled = jax.process_index() == 0
         self._jsonl = None
         self._tb = None
+        self._wandb = None
         if not self.enabled:
             return
         os.makedirs(run_dir, exist_ok=True)
@@ -60,6 +69,8 @@ class MetricWriter:
         if tensorboard:
             from tensorboardX import SummaryWriter
             self._tb = SummaryWriter(os.path.join(run_dir, "tb"))
+        if wandb is not None:
+            self._wandb = _wandb_run(run_dir, dict(wandb))
 
     def write(self, step: int, metrics: Mapping[str, Any]) -> dict[str, float]:
         m = to_python(metrics)
@@ -75,6 +86,9 @@ class MetricWriter:
             for k, v in m.items():
                 self._tb.add_scalar(k, v, int(step))
             self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in m.items() if not (isinstance(v, float) and not math.isfinite(v))},
+                            step=int(step))
         return m
 
     def close(self) -> None:
@@ -82,6 +96,26 @@ class MetricWriter:
             self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
+
+
+def _wandb_run(run_dir: str, settings: dict):
+    """The W&B run of `run_dir` (see the module docstring)."""
+    try:
+        import wandb
+    except ImportError:
+        raise ImportError("config.log.wandb=True needs the wandb package: pip install wandb") from None
+    id_path = os.path.join(run_dir, "wandb_id")
+    if os.path.exists(id_path):
+        with open(id_path, encoding="utf-8") as f:
+            run_id = f.read().strip()
+    else:
+        run_id = wandb.util.generate_id()
+        with open(id_path, "w", encoding="utf-8") as f:
+            f.write(run_id)
+    return wandb.init(dir=run_dir, id=run_id, resume="allow", **settings)
 
 
 def read_jsonl(path: str) -> list[dict]:

@@ -91,7 +91,7 @@ def pair_batch(ctx, prompts, chosen, rejected, valid) -> PreferenceBatch:
     """The pairs tokenized by the run's tokenizer and placed on its mesh (`ctx`: a
     `rlx.train.kinds.RunContext`)."""
     s = ctx.sampler_cfg
-    pt, pm, _ = tdata.encode_prompts(ctx.tokenizer, prompts, s.max_prompt_len, s.pad_id)
+    pt, pm, _ = tdata.encode_prompts(ctx.tokenizer, prompts, s.max_prompt_len, s.pad_id, encode=ctx.encode_prompt)
     ct, cm = encode_responses(ctx.tokenizer, chosen, s.max_new_tokens, s.pad_id)
     rt, rm = encode_responses(ctx.tokenizer, rejected, s.max_new_tokens, s.pad_id)
     return PreferenceBatch(*(ctx.put(x) for x in (pt, pm, ct, cm, rt, rm, np.asarray(valid, bool))))

@@ -125,7 +125,8 @@ def generate_round(ctx, params, examples: list[dict], source_ids, example_ids, g
     P, G = len(examples), group_size
     t0 = time.perf_counter()
     toks, mask, truncated = tdata.encode_prompts(ctx.tokenizer, [e["prompt"] for e in examples],
-                                                 sampler_cfg.max_prompt_len, sampler_cfg.pad_id)
+                                                 sampler_cfg.max_prompt_len, sampler_cfg.pad_id,
+                                                 encode=ctx.encode_prompt)
     if sampler_cfg.rows_per_call:      # chunked: the sampler slices the host arrays, `put` places them
         args = (toks, mask)
     else:

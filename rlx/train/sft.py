@@ -50,7 +50,8 @@ def demonstrations(ctx, num: int, seed: int):
     key = jax.random.key(seed)
     src, ex = tdata.select_prompts(key, ctx.train_src.sizes, num, "uniform")
     examples = ctx.train_src.lookup(src, ex)
-    p_tok, p_mask, _ = tdata.encode_prompts(tok, [e["prompt"] for e in examples], s.max_prompt_len, s.pad_id)
+    p_tok, p_mask, _ = tdata.encode_prompts(tok, [e["prompt"] for e in examples], s.max_prompt_len, s.pad_id,
+                                            encode=ctx.encode_prompt)
     c_tok = np.full((num, s.max_new_tokens), s.pad_id, np.int32)
     c_mask = np.zeros((num, s.max_new_tokens), bool)
     eos = [] if tok.eos_token_id is None else [int(tok.eos_token_id)]

@@ -43,6 +43,29 @@ def echo_or_hang(completion, example):
     return (float(completion),)
 
 
+def _parser_hangs(answer):
+    while True:                      # a pure-Python hang inside the math parser
+        pass
+
+
+def _parser_crashes(answer):
+    raise RecursionError("maximum recursion depth exceeded while parsing")
+
+
+def math_parser_hangs(completion, example):
+    from rlx.rewards import math_answers
+    return math_answers.math_checker(completion, example, parse=_parser_hangs)
+
+
+def math_parser_crashes(completion, example):
+    from rlx.rewards import math_answers
+    return math_answers.math_checker(completion, example, parse=_parser_crashes)
+
+
+for _name, _fn in (("test_math_parser_hangs", math_parser_hangs), ("test_math_parser_crashes", math_parser_crashes)):
+    if _name not in __import__("rlx.rewards", fromlist=["TASKS"]).TASKS:
+        register_task(_name, _fn, warmup=__import__("rlx.rewards.math_answers", fromlist=["warmup"]).warmup)
+
 for _name, _fn in (("test_hang_in_c", hang_in_c), ("test_swallow", swallow_timeouts), ("test_exits", exits),
                    ("test_huge", huge), ("test_echo", echo),
                    ("test_echo_or_hang", echo_or_hang)):

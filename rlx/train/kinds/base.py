@@ -39,6 +39,7 @@ class RunContext:
     sampler_state: Any
     put: Callable               # host array -> batch-sharded global array
     sharding: Callable          # context for tracing model code under the mesh's rules
+    encode_prompt: Callable | None = None   # prompt text -> ids (data.chat_template), None = encode
 
 
 @dataclasses.dataclass

@@ -52,7 +52,7 @@ def tree_batch(ctx, params, buffer, step: int, key, examples: list[dict], questi
     P = len(examples)
     sc = ctx.sampler_cfg
     toks, mask, _ = tdata.encode_prompts(ctx.tokenizer, [e["prompt"] for e in examples], sc.max_prompt_len,
-                                         sc.pad_id)
+                                         sc.pad_id, encode=ctx.encode_prompt)
     branching = tuple(int(b) for b in s.branching)
     with ctx.sharding():
         tree, ctx.sampler_state = sampling.sample_tree(
