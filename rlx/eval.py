@@ -11,7 +11,8 @@
               countdown, knights_knaves): its evaluation prompts (`data.eval_seed`); a
               JSONL file: every record, scored by the `math` task (math-verify;
               --prompt_field / --answer_field name its fields), or by gsm8k when the run
-              trained on gsm8k.
+              trained on gsm8k, or by the run's `data.checker` / `reward.fn` when it
+              trained on `data.task=jsonl`.
 Sampling is rlx's sampler on the config's mesh (`--mesh=(data, fsdp, tensor)`, default
 the run's; prompts split over the data axes, the params replicated), n samples per
 prompt at --temperature (0 = greedy: the n samples are one).
@@ -129,15 +130,16 @@ def eval_examples(c, data: str, num_prompts: int, prompt_field: str, answer_fiel
     if data.endswith(".jsonl") or os.path.isfile(data):
         if not os.path.exists(data):
             raise FileNotFoundError(f"--data: no such file {data!r}")
-        template = c.data.template if c.data.template != "compact" or c.data.task == "math" else "answer"
+        template = c.data.template                   # the prompts' style the run trained on
         if c.data.task == "gsm8k":
             from rlx.data import gsm8k
             exs = gsm8k.load_jsonl(data, template=template, source=os.path.basename(data))
-        else:
+        else:                # a jsonl run keeps its checker (data.checker); any other run: math
             from rlx.data import math_problems
-            c.data.task = "math"
+            c.data.task = c.data.task if c.data.task == "jsonl" else "math"
             exs = math_problems.load_jsonl(data, template=template, prompt_field=prompt_field,
-                                           answer_field=answer_field, source=os.path.basename(data))
+                                           answer_field=answer_field, source=os.path.basename(data),
+                                           task=c.data.task)
         return (exs[:num_prompts] if num_prompts else exs), tdata.reward_task(c)
     if data:
         if data not in ("arithmetic", "countdown", "knights_knaves"):

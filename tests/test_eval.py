@@ -63,6 +63,16 @@ def test_cli_on_a_trained_run_matches_its_greedy_accuracy(tmp_path, capsys):
     assert [s["completion"] for s in out[0]] == [recs[0]["completion"]] * 2
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [p["completion"] for p in printed] == [recs[0]["completion"]] * 2
+    # --data=<a JSONL file>: its records, scored by the math task; two files' worth of
+    # sources would be rows of the table, one file is the "all" row.
+    data = tmp_path / "probs.jsonl"
+    data.write_text("".join(json.dumps({"problem": f"{a}+{a}=", "answer": str(2 * a)}) + "\n" for a in range(1, 6)))
+    out = main([f"--checkpoint={run}", f"--data={data}", "--temperature=0", "--n=1", f"--out={tmp_path / 'ev2'}"])
+    assert out["task"] == "math" and out["table"]["all"]["prompts"] == 5
+    recs = [json.loads(line) for line in open(tmp_path / "ev2" / "samples.jsonl")]
+    assert [r["gold"] for r in recs] == ["2", "4", "6", "8", "10"]
+    assert all(r["success"] for r in recs if r["answer"] == r["gold"])       # the gold itself is accepted
+    assert not any(r["success"] for r in recs if r["answer"] is None)         # no answer, no success
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
