@@ -18,6 +18,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.name = "base"                      # run name (used in logs and the default run_dir)
     c.run_dir = ""                       # output dir; "" = runs/<name>
     c.seed = 0                           # master seed: params init, sampling, data order
+    c.init_seed = -1                     # seed of the starting policy alone (params init, generated
+    #                                      training problems, SFT demonstrations); -1 = `seed`. Fix it
+    #                                      and vary `seed` to vary only the RL randomness (sampling,
+    #                                      data order) from one warm start (experiments/study.py)
     c.plan_topology = ""                 # the hardware this config is sized for, e.g. "v5e-8"
     #                                      (`python -m rlx.plan`'s default --topology; "" = local)
 

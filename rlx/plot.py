@@ -2,7 +2,12 @@
 
 Reads each run's `metrics.jsonl` and draws one panel per metric (default: reward,
 accuracy, response length, KL, entropy, clip fraction — whichever the runs logged),
-one line per run, x = RL step. Writes `RUN_DIR/curves.png` (or --out).
+one line per run, x = RL step. The evaluation panel carries the final evaluation
+(`eval/accuracy_final`) as its last point; `accuracy` is left out where it equals
+`reward/mean` in every run (binary tasks: the same curve twice). One run: writes
+`RUN_DIR/curves.png`; several: `compare.png` in their common parent directory (never a
+run's own curves.png); --out overrides both. For mean ± interval over seeds see
+experiments/compare.py.
 """
 
 from __future__ import annotations
@@ -22,8 +27,29 @@ def load_runs(run_dirs):
         path = os.path.join(d, "metrics.jsonl")
         if not os.path.exists(path):
             raise FileNotFoundError(f"{d}: no metrics.jsonl (is this an rlx run directory?)")
-        runs[os.path.basename(os.path.normpath(d))] = read_jsonl(path)
+        name = os.path.basename(os.path.normpath(d))
+        runs[name if name not in runs else os.path.normpath(d)] = read_jsonl(path)
     return runs
+
+
+def points(recs: list[dict], key: str) -> list[tuple]:
+    """(step, value) of `key`; the evaluation curve ends with the final evaluation
+    (`eval/accuracy_final`, the same measurement at the last step)."""
+    pts = {r["step"]: r[key] for r in recs if r.get(key) is not None}
+    if key == "eval/accuracy":
+        pts.update({r["step"]: r["eval/accuracy_final"] for r in recs if r.get("eval/accuracy_final") is not None})
+    return sorted(pts.items())
+
+
+def _same_curve(runs, a: str, b: str) -> bool:
+    return all(points(recs, a) == points(recs, b) for recs in runs.values())
+
+
+def default_out(run_dirs) -> str:
+    if len(run_dirs) == 1:
+        return os.path.join(run_dirs[0], "curves.png")
+    parent = os.path.commonpath([os.path.abspath(os.path.dirname(os.path.normpath(d))) for d in run_dirs])
+    return os.path.join(parent, "compare.png")
 
 
 def plot_runs(runs: dict[str, list[dict]], out: str, keys=None, title: str = "") -> list[str]:
@@ -33,7 +59,11 @@ def plot_runs(runs: dict[str, list[dict]], out: str, keys=None, title: str = "")
     import matplotlib.pyplot as plt
 
     present = {k for recs in runs.values() for r in recs for k in r}
+    if "eval/accuracy_final" in present:
+        present.add("eval/accuracy")
     keys = [k for k in (keys or DEFAULT_KEYS) if k in present]
+    if "accuracy" in keys and "reward/mean" in keys and _same_curve(runs, "accuracy", "reward/mean"):
+        keys.remove("accuracy")
     if not keys:
         raise ValueError(f"none of the metrics {list(keys or DEFAULT_KEYS)} was logged; "
                          f"available: {sorted(present - {'step'})}")
@@ -42,7 +72,7 @@ def plot_runs(runs: dict[str, list[dict]], out: str, keys=None, title: str = "")
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
         for name, recs in runs.items():
-            pts = [(r["step"], r[key]) for r in recs if r.get(key) is not None]
+            pts = points(recs, key)
             if pts:
                 xs, ys = zip(*pts)
                 ax.plot(xs, ys, marker="." if len(xs) < 30 else None, label=name)
@@ -66,7 +96,7 @@ def main(argv=None):
     ap.add_argument("--out", default="")
     ap.add_argument("--keys", default="", help="comma-separated metric names")
     a = ap.parse_args(argv)
-    out = a.out or os.path.join(a.run_dirs[0], "curves.png")
+    out = a.out or default_out(a.run_dirs)
     keys = [k for k in a.keys.split(",") if k] or None
     drawn = plot_runs(load_runs(a.run_dirs), out, keys)
     print(f"wrote {out} ({', '.join(drawn)})")

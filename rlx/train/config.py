@@ -244,6 +244,7 @@ def _value_checks(c, for_plan: bool = False) -> list[str]:
         if not cond:
             e.append(f"config.{key}: {msg}, got {_get(c, key)!r}")
 
+    need(c.init_seed >= -1, "init_seed", "must be >= 0, or -1 (= seed)")
     need(c.model.source in ("tiny", "hf"), "model.source", "must be 'tiny' or 'hf'")
     if c.model.source == "hf" and not for_plan:
         need(bool(c.model.hf_path), "model.hf_path", "required to run with model.source='hf' (a local HF "
@@ -554,6 +555,11 @@ def _get(c, key):
     for p in key.split("."):
         node = node[p]
     return node
+
+
+def init_seed(c) -> int:
+    """The seed of the starting policy: `init_seed`, or `seed` when it is -1."""
+    return int(c.seed if c.init_seed < 0 else c.init_seed)
 
 
 def validate(config: ml_collections.ConfigDict, *, for_plan: bool = False) -> ml_collections.ConfigDict:

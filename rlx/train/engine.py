@@ -47,6 +47,7 @@ from rlx.train.build import build_model, build_sampler_config, build_tokenizer
 from rlx.train.build import hf_path as build_hf_path
 from rlx.train.checkpoint import CheckpointDamaged, Checkpointer, RestoreError, abstract_like, all_finite
 from rlx.train.compile_cache import setup_compile_cache
+from rlx.train.config import init_seed
 from rlx.train.export import base_is_hf_model, check_lora_base, export_policy, lora_base_meta
 from rlx.train.init_from import load_params
 from rlx.train.kinds import RunContext, StepInputs, make_kind
@@ -93,7 +94,8 @@ class Engine:
         self._resume_meta = self._check_resume_config(allow_changes) if self.resume else None
         self.mesh = parallel.make_mesh(c.mesh.shape)
         self.rules = parallel.get_rules(c.mesh.rules)
-        k_init, k_state, k_sampler, self.data_key = jax.random.split(jax.random.key(c.seed), 4)
+        _, k_state, k_sampler, self.data_key = jax.random.split(jax.random.key(c.seed), 4)
+        k_init = jax.random.split(jax.random.key(init_seed(c)), 4)[0]    # the seed's first key unless init_seed is set
 
         if c.sampler.temperature == 0 and c.rl.group_size > 1 and not tpref.is_preference(c.rl.loss):
             log.warning("sampler.temperature=0 (greedy) with rl.group_size=%d: the samples of a group are identical, "
@@ -101,7 +103,7 @@ class Engine:
         setup_compile_cache(c.train.compile_cache)
         self.tokenizer = build_tokenizer(c, self.run_dir)
         self.model_cfg, params = build_model(c, self.tokenizer, k_init)
-        self.train_src, self.eval_examples = tdata.build_sources(c.data, c.seed)
+        self.train_src, self.eval_examples = tdata.build_sources(c.data, init_seed(c))
         self.reward_task = tdata.reward_task(c)
         self.sampler_cfg = build_sampler_config(c, self.tokenizer)
         self.greedy_cfg = build_sampler_config(c, self.tokenizer, greedy=True)

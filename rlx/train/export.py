@@ -176,6 +176,7 @@ def load_run_policy(run_dir: str, step: int | None = None):
 
     from rlx.train import resume as rresume
     from rlx.train.build import build_model, build_tokenizer
+    from rlx.train.config import init_seed
     from rlx.train.init_from import load_params
 
     run_dir = os.path.abspath(os.path.expanduser(run_dir))
@@ -197,7 +198,7 @@ def load_run_policy(run_dir: str, step: int | None = None):
             ck.close()
         if (meta.get("lora_base") or {}).get("dtype"):
             c.model.dtype = meta["lora_base"]["dtype"]
-    k_init = jax.random.split(jax.random.key(c.seed), 4)[0]        # as the engine derives it
+    k_init = jax.random.split(jax.random.key(init_seed(c)), 4)[0]        # as the engine derives it
     model_cfg, params = build_model(c, tokenizer, k_init)
     tree = ocp.StandardCheckpointer().restore(os.path.join(run_dir, "checkpoints", str(step), "state"))
     saved = tree["train"]["params"]

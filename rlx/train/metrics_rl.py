@@ -30,6 +30,14 @@ def rollout_metrics(rewards_PG: np.ndarray, success_PG: np.ndarray, lengths_B: n
         "response/length_max": float(lengths_B.max()),
         "response/truncated_frac": float((finish_B == 1).mean()),
     }
+    # Lengths of the valid rows by outcome (Dr. GRPO's length bias shows on the wrong ones);
+    # a split with no rows is left out of the step's metrics.
+    ok = success_PG.astype(bool).reshape(-1)
+    keep = v.reshape(-1)
+    lengths = np.asarray(lengths_B).reshape(-1)
+    for name, rows in (("correct", keep & ok), ("incorrect", keep & ~ok)):
+        if rows.any():
+            out[f"response/length_{name}"] = float(lengths[rows].mean())
     same = np.ptp(np.where(v, rewards_PG, rewards_PG[:, :1]), axis=1) == 0
     out["groups/zero_variance_frac"] = float(same.mean())
     for k in pass_k:

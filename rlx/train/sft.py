@@ -24,6 +24,7 @@ from tqdm import trange
 
 from rlx import models
 from rlx.train import data as tdata
+from rlx.train.config import init_seed
 from rlx.train.programs import shardings_like_params
 
 
@@ -36,7 +37,7 @@ def _settings(c) -> dict:
     def keep(section):
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(c[section]).items()
                 if k != "lora" and not _free(f"{section}.{k}", ())}
-    out = {"seed": c.seed, "model": keep("model"), "data": keep("data"), "sft": dict(c.sft),
+    out = {"seed": init_seed(c), "model": keep("model"), "data": keep("data"), "sft": dict(c.sft),
            "sampler": keep("sampler")}
     if c.env.name:                 # environment runs: their demonstrations (no key of older caches)
         out["env"] = {k: (dict(v) if k.endswith("_kwargs") else v) for k, v in keep("env").items()}
@@ -92,7 +93,7 @@ def warm_start(ctx, params, *, cached_only: bool = False, demos=None):
     opt_state = jax.jit(progs.sft_optimizer.init, out_shardings=opt_sh)(params)
     step = progs.sft_step
     n = c.sft.steps * c.sft.batch_size
-    data = (demos or (lambda k, s: demonstrations(ctx, k, s)))(n, c.seed + 1)
+    data = (demos or (lambda k, s: demonstrations(ctx, k, s)))(n, init_seed(c) + 1)
     bs = c.sft.batch_size
     bar = trange(c.sft.steps, desc="SFT warm start", disable=not c.log.progress or jax.process_index() != 0)
     for i in bar:
