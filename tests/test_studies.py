@@ -84,3 +84,27 @@ def test_quick_mode(name, tmp_path):
     for per_seed in saved["runs"].values():          # every run's metrics, per step
         assert "eval/accuracy" in per_seed["0"] and per_seed["0"]["eval/accuracy"][0][0] == 0
     assert saved["measures"] and os.path.exists(out / f"{name}.png") and os.path.exists(out / "results.md")
+
+
+def test_init_seed_fixes_the_warm_start_and_seed_the_rl_randomness(tmp_path):
+    """init_seed=0 with seeds 0 and 1: the same warm-started params (init, problems, SFT),
+    different data keys; init_seed=-1 (= seed): seed 1 starts from other params."""
+    import jax
+    from helpers.engine_configs import one_step_config
+
+    from rlx.train.engine import Engine
+
+    def start(seed, init):
+        c = one_step_config("quickstart", tmp_path / f"s{seed}i{init}", f"seed={seed}", f"init_seed={init}",
+                            "sft.steps=2")
+        eng = Engine(c, overwrite=True)
+        try:
+            return ([np.asarray(x) for x in jax.tree.leaves(eng.state.params)],
+                    np.asarray(jax.random.key_data(eng.data_key)))
+        finally:
+            eng.close()
+
+    (p0, k0), (p1, k1), (q1, _) = start(0, 0), start(1, 0), start(1, -1)
+    assert all(np.array_equal(a, b) for a, b in zip(p0, p1))
+    assert not np.array_equal(k0, k1)
+    assert not all(np.array_equal(a, b) for a, b in zip(p0, q1))
