@@ -30,7 +30,7 @@ lint: $(VENV)/.rlx-test-installed
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(PY) -m pytest -q -n 2 --dist worksteal tests
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=40 tests
 
 bench-deps: $(VENV)/.rlx-test-installed
 	$(PIPQ) -e '.[bench]'

@@ -6,8 +6,8 @@ from a tree of shared prefixes, so each sampled token serves several value estim
 "significantly reduces the cost of MC estimation" against SPO-chain and beats GRPO by 7-11
 points on MATH500 (2K/4K context).
 
-Arms, on the task of experiments/spo_chain_vs_grpo.py (2-digit sums and differences, 60 RL
-steps, 8 prompts per step; its grpo and spo_chain runs are reused): `grpo`, `spo_chain`
+Arms, on the task of experiments/spo_chain_vs_grpo.py (the quickstart task, 80 RL steps,
+8 prompts per step; its grpo and spo_chain runs are reused): `grpo`, `spo_chain`
 (configs/spo_chain_cpu.py) and `spo_tree` (configs/spo_tree_cpu.py: 3-3 trees of 1-token
 segments). Measure: greedy accuracy read off each run's accuracy-vs-sampled-tokens curve
 at the largest budget every run reached. Verdict: SPO-tree minus GRPO at that budget,
@@ -45,7 +45,7 @@ def main(argv=None) -> dict:
     tokens = {n: [study.accuracy_vs_tokens(d)[0][-1] for _, d in sorted(s.runs[n].items())] for n in names}
     summary = (f"At an equal budget of {budget:.0f} sampled tokens, greedy accuracy: GRPO {study.fmt(ti['grpo'])}, "
                f"SPO-chain {study.fmt(ti['spo_chain'])}, SPO-tree {study.fmt(ti['spo_tree'])} (tree - chain "
-               f"{study.fmt(tree_chain)}). Tokens sampled in 60 steps: "
+               f"{study.fmt(tree_chain)}). Tokens sampled per run: "
                + ", ".join(f"{n} {study.fmt(study.interval(v), 4)}" for n, v in tokens.items())
                + f". Verdict: {verdict}.")
     panels = [("greedy accuracy vs sampled tokens",
